@@ -1,0 +1,2 @@
+//! The hello appliance.
+fn main() {}

@@ -1,0 +1,4 @@
+//! Ringlet's benchmarks.
+fn main() {
+    eprintln!("usage: cargo xtask bench <suite>");
+}
