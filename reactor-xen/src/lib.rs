@@ -1,7 +1,14 @@
 //! Ringlet's Xen guest platform.
+//!
+//! The driver-facing API (event channels, grants, rings, xenstore, console)
+//! over one small [`hypervisor::Hypervisor`] trait, implemented by real Xen
+//! (PVH, `target_os = "none"`) and by a deterministic software Xen (`sim`).
 #![no_std]
 #![warn(missing_docs)]
 
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
+
+pub mod abi;
+pub mod hypervisor;
