@@ -12,3 +12,4 @@ extern crate std;
 
 pub mod abi;
 pub mod hypervisor;
+pub mod xenstore;

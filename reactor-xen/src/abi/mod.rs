@@ -7,3 +7,5 @@
 
 pub mod grant_table;
 pub mod shared_info;
+pub mod console;
+pub mod xs_wire;
