@@ -1,9 +1,35 @@
-//! Ringlet's executor: a single-threaded cooperative async executor.
+#![doc = include_str!("../README.md")]
 #![no_std]
-#![warn(missing_docs)]
+#![deny(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 extern crate alloc;
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", test))]
 extern crate std;
 
+mod context;
+mod executor;
+mod join;
 pub mod platform;
+mod remote;
+mod run_queue;
+#[cfg(feature = "std")]
+mod std_platform;
+mod sync;
+mod task;
+pub mod time;
+mod timer;
+
+#[cfg(test)]
+mod tests;
+
+pub use crate::context::interrupt_context;
+pub use crate::executor::{Executor, Step, TICK_BATCH};
+pub use crate::join::{JoinError, JoinHandle};
+#[cfg(feature = "std")]
+pub use crate::std_platform::{StdPlatform, StdUnparker};
+pub use crate::task::{spawn, yield_now, YieldNow};
+pub use crate::time::{
+    interval, interval_at, sleep, sleep_until, timeout, timeout_at, Duration, Elapsed, Instant,
+    Interval, MissedTickBehavior, Sleep, Timeout,
+};

@@ -1,0 +1,253 @@
+//! The remote wake list and the park state: how a wake from outside the
+//! executor's context (another thread, an interrupt handler, code between two
+//! `step` calls) reaches the executor.
+//!
+//! # The remote wake list
+//!
+//! An intrusive lock-free stack (Treiber stack) threaded through each task's
+//! async-task metadata ([`TaskMeta::next`]). A remote wake pushes the task's
+//! `Runnable` with one compare-and-swap; the executor takes the whole stack
+//! with one swap and reverses it, so tasks run in the order they were woken.
+//! Nothing is allocated and no lock is taken, so interrupt context may push.
+//! It needs no bound: async-task hands a task's `Runnable` to the schedule
+//! function at most once until it runs again, so a task is on at most one
+//! list at a time and the list never holds more entries than there are tasks.
+//! There is no ABA problem: entries are only ever taken all at once.
+//!
+//! # Park state
+//!
+//! `Shared::state` says whether the executor may be blocked, so that only
+//! then does a remote wake pay for [`Unpark::unpark`], and only once:
+//!
+//! ```text
+//!            (1) prepare_park            (3) remote wake, first to see PARKED
+//!  RUNNING ───────────────────▶ PARKED ────────────────────────────▶ NOTIFIED
+//!     ▲                           │                                      │
+//!     │       (2) found work /    │                                      │
+//!     └────────── park returned ──┘◀───────── (4) park returned ─────────┘
+//! ```
+//!
+//! 1. The executor found nothing runnable: it stores PARKED, then re-checks
+//!    the remote list and the main-future flag (both SeqCst).
+//! 2. The re-check found work (back to RUNNING without parking), or
+//!    `Platform::park` returned, or the next `step` began.
+//! 3. A remote waker that pushed onto an empty list (or set the main flag)
+//!    loads the state; if it is PARKED it compare-and-swaps it to NOTIFIED
+//!    and, having won, calls `unpark`. Every later wake sees NOTIFIED (or a
+//!    non-empty list) and does nothing: repeated wakes coalesce.
+//! 4. As 2, from NOTIFIED.
+//!
+//! No wake is lost: the waker's push and the executor's PARKED store are
+//! each followed by a SeqCst load of the other side's location (a Dekker
+//! pair), so either the executor's re-check sees the entry, or the waker sees
+//! PARKED and unparks; an `unpark` that lands before `park` ends that park at
+//! once (the `Unpark` contract). A waker whose push found the list non-empty
+//! needs no check: the entry below it has not been taken yet, and the
+//! executor takes both before it can park again. The tests
+//! `remote_wake_transitions` and `no_lost_wake_across_park` exercise 1–4.
+//!
+//! [`Unpark::unpark`]: crate::platform::Unpark::unpark
+
+// Moves `Runnable`s through raw pointers (async-task's into_raw/from_raw).
+#![allow(unsafe_code)]
+
+use core::fmt;
+use core::ptr::{self, NonNull};
+
+use crate::platform::Unpark;
+use crate::sync::{Arc, AtomicBool, AtomicPtr, AtomicU8, Ordering};
+
+/// What the executor keeps in each task's async-task header.
+#[derive(Debug)]
+pub(crate) struct TaskMeta {
+    /// The next task on the remote wake list (a raw `Runnable`), or null.
+    /// Used only while this task's `Runnable` is on that list.
+    next: AtomicPtr<()>,
+}
+
+impl TaskMeta {
+    pub(crate) const fn new() -> Self {
+        Self {
+            next: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+}
+
+/// A scheduled task of this executor.
+pub(crate) type Runnable = async_task::Runnable<TaskMeta>;
+
+const RUNNING: u8 = 0;
+const PARKED: u8 = 1;
+const NOTIFIED: u8 = 2;
+
+/// The part of an executor that wakers on any thread can reach.
+pub(crate) struct Shared {
+    /// Top of the remote wake list (a raw `Runnable`), or null.
+    head: AtomicPtr<()>,
+    /// RUNNING, PARKED or NOTIFIED (see the module doc).
+    state: AtomicU8,
+    /// The `block_on` future was woken.
+    main_woken: AtomicBool,
+    /// The platform's park breaker.
+    unparker: Arc<dyn Unpark>,
+}
+
+// The list's entries are Runnables of futures that need not be Send; see
+// `push_remote` for why moving their raw pointers between threads is sound.
+// SAFETY: every field is an atomic or an `Arc<dyn Unpark>` (Send + Sync); the
+// raw pointers in `head` are only turned back into `Runnable`s by
+// `take_remote`, which the executor calls on its own thread.
+unsafe impl Send for Shared {}
+// SAFETY: as for Send: all shared access goes through atomics.
+unsafe impl Sync for Shared {}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field(
+                "remote_pending",
+                &!self.head.load(Ordering::Relaxed).is_null(),
+            )
+            .field("state", &self.state.load(Ordering::Relaxed))
+            .field("main_woken", &self.main_woken.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(unparker: Arc<dyn Unpark>) -> Self {
+        Self {
+            head: AtomicPtr::new(ptr::null_mut()),
+            state: AtomicU8::new(RUNNING),
+            main_woken: AtomicBool::new(false),
+            unparker,
+        }
+    }
+
+    /// Pushes a task woken outside the executor's context; unparks the
+    /// executor if this is the wake that must (transition 3).
+    ///
+    /// Lock-free and allocation-free: safe in interrupt context.
+    pub(crate) fn push_remote(&self, runnable: Runnable) {
+        let next = &runnable.metadata().next as *const AtomicPtr<()>;
+        // The Runnable is not dropped or run here, only turned into its raw
+        // pointer; `take_remote` turns it back on the executor's thread.
+        let raw = runnable.into_raw().as_ptr();
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: `next` points into the task's header, which stays
+            // allocated while we hold its Runnable (now as `raw`); only the
+            // list's owner of this entry writes it.
+            unsafe { (*next).store(head, Ordering::Relaxed) };
+            match self
+                .head
+                .compare_exchange_weak(head, raw, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(actual) => head = actual,
+            }
+        }
+        if head.is_null() {
+            self.notify();
+        }
+    }
+
+    /// Transition 3: unpark a parked executor, once.
+    fn notify(&self) {
+        if self.state.load(Ordering::SeqCst) == PARKED
+            && self
+                .state
+                .compare_exchange(PARKED, NOTIFIED, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.unparker.unpark();
+        }
+    }
+
+    /// Whether the remote list has entries (a cheap hint for the tick).
+    #[inline]
+    pub(crate) fn has_remote(&self) -> bool {
+        !self.head.load(Ordering::Relaxed).is_null()
+    }
+
+    /// Takes every remotely woken task, NEWEST first (the list is a stack),
+    /// handing each to `f`; returns how many. The caller reverses them to run
+    /// them in wake order.
+    ///
+    /// Must be called only on the executor's own thread.
+    pub(crate) fn take_remote(&self, mut f: impl FnMut(Runnable)) -> usize {
+        let mut raw = self.head.swap(ptr::null_mut(), Ordering::Acquire);
+        let mut count = 0;
+        while let Some(node) = NonNull::new(raw) {
+            // SAFETY: `node` came from `Runnable::into_raw` in `push_remote`,
+            // and the swap above moved it off the shared list, so this is its
+            // only conversion back; we are on the executor's thread (caller's
+            // contract), where a Runnable of a !Send future may be used. The
+            // Acquire swap synchronizes with every pusher's CAS (a release
+            // sequence), so the `next` links written before them are visible.
+            let runnable = unsafe { Runnable::from_raw(node) };
+            raw = runnable
+                .metadata()
+                .next
+                .swap(ptr::null_mut(), Ordering::Relaxed);
+            f(runnable);
+            count += 1;
+        }
+        count
+    }
+
+    /// Marks the `block_on` future woken from the executor's own context.
+    #[inline]
+    pub(crate) fn wake_main_local(&self) {
+        self.main_woken.store(true, Ordering::Relaxed);
+    }
+
+    /// Marks the `block_on` future woken from elsewhere (transition 3).
+    pub(crate) fn wake_main_remote(&self) {
+        if !self.main_woken.swap(true, Ordering::SeqCst) {
+            self.notify();
+        }
+    }
+
+    /// Takes the "main future woken" flag.
+    #[inline]
+    pub(crate) fn take_main(&self) -> bool {
+        self.main_woken.load(Ordering::Relaxed) && self.main_woken.swap(false, Ordering::Acquire)
+    }
+
+    /// Whether the main future is marked woken.
+    #[inline]
+    pub(crate) fn main_pending(&self) -> bool {
+        self.main_woken.load(Ordering::Relaxed)
+    }
+
+    /// Transition 1 (and 2 when it finds work): returns `true` if the
+    /// executor may now block, `false` if something became runnable.
+    /// `with_main`: whether a woken main future counts as work.
+    pub(crate) fn prepare_park(&self, with_main: bool) -> bool {
+        self.state.store(PARKED, Ordering::SeqCst);
+        let work = !self.head.load(Ordering::SeqCst).is_null()
+            || (with_main && self.main_woken.load(Ordering::SeqCst));
+        if work {
+            self.state.store(RUNNING, Ordering::Relaxed);
+        }
+        !work
+    }
+
+    /// Transitions 2 and 4: the executor runs again.
+    #[inline]
+    pub(crate) fn set_running(&self) {
+        self.state.store(RUNNING, Ordering::Relaxed);
+    }
+
+    #[cfg(test)]
+    #[allow(dead_code)] // used by the tests module
+    pub(crate) fn state_name(&self) -> &'static str {
+        match self.state.load(Ordering::SeqCst) {
+            RUNNING => "RUNNING",
+            PARKED => "PARKED",
+            NOTIFIED => "NOTIFIED",
+            _ => "?",
+        }
+    }
+}
