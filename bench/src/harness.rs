@@ -4,9 +4,7 @@
 //! once, in turn, so slow drift of the machine (frequency, a neighbour VM)
 //! hits every executor alike. The best measured round counts.
 
-#[cfg(feature = "_ringlet")]
-use crate::runtime::Ringlet;
-use crate::runtime::{Runtime, Smol, Tokio};
+use crate::runtime::{Ringlet, Runtime, Smol, Tokio};
 use crate::scenarios::{self, Outcome, Scenario, Setup};
 use core::fmt;
 
@@ -79,16 +77,11 @@ impl Contender {
 }
 
 /// The names of all executors, in table order.
-#[cfg(feature = "_ringlet")]
 pub const EXECUTORS: [&str; 3] = [Ringlet::NAME, Tokio::NAME, Smol::NAME];
-/// The names of all executors, in table order (Ringlet's API is not there yet).
-#[cfg(not(feature = "_ringlet"))]
-pub const EXECUTORS: [&str; 2] = [Tokio::NAME, Smol::NAME];
 
 /// Builds the executor called `name`.
 pub fn contender(name: &str) -> Option<Contender> {
     match name {
-        #[cfg(feature = "_ringlet")]
         Ringlet::NAME => Some(Contender::new(Ringlet::new())),
         Tokio::NAME => Some(Contender::new(Tokio::new())),
         Smol::NAME => Some(Contender::new(Smol::new())),

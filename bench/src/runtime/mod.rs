@@ -7,12 +7,10 @@
 use core::future::Future;
 use std::time::Duration;
 
-#[cfg(feature = "_ringlet")]
 mod ringlet;
 mod smol;
 mod tokio;
 
-#[cfg(feature = "_ringlet")]
 pub use self::ringlet::Ringlet;
 pub use self::smol::Smol;
 pub use self::tokio::Tokio;

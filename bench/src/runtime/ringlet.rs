@@ -35,7 +35,8 @@ impl Spawner for RingletSpawner {
         F: Future + 'static,
         F::Output: 'static,
     {
-        ringlet_executor::spawn(fut)
+        let handle = ringlet_executor::spawn(fut);
+        async move { handle.await.expect("ringlet task failed") }
     }
 
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + 'static {
