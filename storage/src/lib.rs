@@ -21,6 +21,7 @@ pub mod bytes;
 #[cfg(feature = "std")]
 pub mod file;
 pub mod mem;
+pub mod tar;
 
 pub use block::{
     check_request, BlockDevice, BlockInfo, FlushError, ProtocolError, ReadError, RequestError,
