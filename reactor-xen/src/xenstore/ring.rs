@@ -26,7 +26,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
-use super::wire::{decode_header, Header, ProtocolError};
+use super::wire::ProtocolError;
 use crate::abi::xs_wire::{XsdSockmsg, XENSTORE_PAYLOAD_MAX};
 
 /// One direction of a shared byte ring, as seen from one side.
@@ -171,14 +171,16 @@ pub const MESSAGE_MAX: usize = XsdSockmsg::SIZE + XENSTORE_PAYLOAD_MAX;
 /// Reassembles whole messages from a byte ring into a fixed buffer.
 ///
 /// A message may be larger than the ring (a 4 KiB payload through a 1 KiB
-/// ring), so it is read in pieces across notifications. The header is
-/// validated with [`decode_header`] as soon as its 16 bytes are in, so an
-/// oversized length is refused before any payload is read.
+/// ring), so it is read in pieces across notifications. The header's length
+/// is checked as soon as its 16 bytes are in, so an oversized message is
+/// refused before any of its payload is read. The type is not checked here:
+/// a message of unknown type can still be skipped, since its length is
+/// known; the layer above decides what to do with it.
 #[derive(Debug)]
 pub struct MessageReader {
     buf: alloc::boxed::Box<[u8; MESSAGE_MAX]>,
     filled: usize,
-    header: Option<Header>,
+    header: Option<XsdSockmsg>,
     /// A complete message was returned; drop it before reading more.
     complete: bool,
 }
@@ -200,6 +202,11 @@ impl MessageReader {
         }
     }
 
+    /// Whether part of a message has been read.
+    pub fn is_partial(&self) -> bool {
+        self.filled > 0 && !self.complete
+    }
+
     /// Reads from the ring until one whole message is in the buffer, then
     /// returns it; `Ok(None)` when the ring ran dry first (call again after
     /// the next notification). The returned message stays valid until the
@@ -207,14 +214,15 @@ impl MessageReader {
     /// ring (the peer may be waiting for space: notify it).
     ///
     /// # Errors
-    /// A [`ProtocolError`] from the ring indices or the header. The stream
-    /// cannot be resynchronised after that: the connection is broken.
+    /// [`ProtocolError::RingIndex`] from the ring indices, or
+    /// [`ProtocolError::PayloadTooLong`] from the header. The stream cannot
+    /// be resynchronised after that: the connection is broken.
     pub fn poll_message(
         &mut self,
         consumer: &mut Consumer,
         ring: &ByteRing<'_>,
         consumed: &mut bool,
-    ) -> Result<Option<(Header, &[u8])>, ProtocolError> {
+    ) -> Result<Option<(XsdSockmsg, &[u8])>, ProtocolError> {
         if self.complete {
             self.filled = 0;
             self.header = None;
@@ -223,7 +231,7 @@ impl MessageReader {
         loop {
             let want = match self.header {
                 None => XsdSockmsg::SIZE,
-                Some(h) => XsdSockmsg::SIZE + h.len,
+                Some(h) => XsdSockmsg::SIZE + h.len as usize,
             };
             if self.filled < want {
                 let n = consumer.read(ring, &mut self.buf[self.filled..want])?;
@@ -237,7 +245,11 @@ impl MessageReader {
                 None => {
                     let mut raw = [0u8; XsdSockmsg::SIZE];
                     raw.copy_from_slice(&self.buf[..XsdSockmsg::SIZE]);
-                    self.header = Some(decode_header(&raw)?);
+                    let h = XsdSockmsg::from_bytes(&raw);
+                    if h.len as usize > XENSTORE_PAYLOAD_MAX {
+                        return Err(ProtocolError::PayloadTooLong(h.len));
+                    }
+                    self.header = Some(h);
                 }
                 Some(h) => {
                     self.complete = true;
@@ -252,6 +264,7 @@ impl MessageReader {
 mod test {
     use super::*;
     use crate::abi::xs_wire::XsdSockmsgType;
+    use crate::xenstore::wire::decode_header;
 
     struct Shared {
         data: [AtomicU8; 16],
@@ -377,6 +390,7 @@ mod test {
             sent += p.write(&ring, &stream[sent..]).unwrap();
             let mut consumed = false;
             while let Some((h, payload)) = r.poll_message(&mut c, &ring, &mut consumed).unwrap() {
+                let h = decode_header(h).unwrap();
                 got.push((h.req_id, alloc::vec::Vec::from(payload)));
             }
             assert!(consumed);

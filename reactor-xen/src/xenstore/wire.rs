@@ -554,14 +554,13 @@ impl Request<'_> {
     }
 }
 
-/// Checks the 16 header bytes of a message from the daemon: a known type a
+/// Checks the header of a message from the daemon: a known type a
 /// daemon may send and a payload no longer than `XENSTORE_PAYLOAD_MAX`.
 ///
 /// # Errors
 /// [`ProtocolError::UnknownType`], [`ProtocolError::UnexpectedType`] or
 /// [`ProtocolError::PayloadTooLong`].
-pub fn decode_header(bytes: &[u8; XsdSockmsg::SIZE]) -> Result<Header, ProtocolError> {
-    let raw = XsdSockmsg::from_bytes(bytes);
+pub fn decode_header(raw: XsdSockmsg) -> Result<Header, ProtocolError> {
     let kind = XsdSockmsgType::try_from(raw.type_).map_err(|e| ProtocolError::UnknownType(e.0))?;
     if raw.len as usize > XENSTORE_PAYLOAD_MAX {
         return Err(ProtocolError::PayloadTooLong(raw.len));
@@ -893,22 +892,28 @@ mod test {
     #[test]
     fn header_validation() {
         let ok = [2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0];
-        assert_eq!(decode_header(&ok), Ok(hdr(XsdSockmsgType::Read, 1, 4096)));
+        assert_eq!(
+            decode_header(XsdSockmsg::from_bytes(&ok)),
+            Ok(hdr(XsdSockmsgType::Read, 1, 4096))
+        );
         let too_long = [2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0x10, 0, 0];
         assert_eq!(
-            decode_header(&too_long),
+            decode_header(XsdSockmsg::from_bytes(&too_long)),
             Err(ProtocolError::PayloadTooLong(4097))
         );
         let unknown = [20, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        assert_eq!(decode_header(&unknown), Err(ProtocolError::UnknownType(20)));
+        assert_eq!(
+            decode_header(XsdSockmsg::from_bytes(&unknown)),
+            Err(ProtocolError::UnknownType(20))
+        );
         let invalid = [0xff, 0xff, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(
-            decode_header(&invalid),
+            decode_header(XsdSockmsg::from_bytes(&invalid)),
             Err(ProtocolError::UnknownType(0xffff))
         );
         let intro = [8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(
-            decode_header(&intro),
+            decode_header(XsdSockmsg::from_bytes(&intro)),
             Err(ProtocolError::UnexpectedType(XsdSockmsgType::Introduce))
         );
     }
