@@ -16,6 +16,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod blkfront;
 pub mod blkif;
 pub mod block;
 pub mod bytes;
