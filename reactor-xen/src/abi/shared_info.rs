@@ -1,4 +1,5 @@
 //! The shared-info page and per-vCPU info (xen/xen.h).
+#![forbid(unsafe_code)]
 
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
@@ -81,9 +82,42 @@ const _: () = {
     assert!(offset_of!(VcpuInfo, time) == 32);
 };
 
-/// The start of `struct shared_info` (xen/xen.h): vCPU info and the 2-level
-/// event-channel bitmaps. The wallclock and `arch_shared_info` fields that
-/// follow are not used by Ringlet and are not declared; the page is 4 KiB.
+/// Event-channel ports in the 2-level ABI: 64 words of 64 bits.
+pub const EVTCHN_2L_NR_CHANNELS: usize = EVENT_WORDS * BITS_PER_EVENT_WORD;
+
+/// `struct arch_shared_info` (xen/arch-x86/xen.h, x86_64): p2m bookkeeping
+/// for PV guests; unused by a PVH guest but part of the layout.
+#[doc(alias = "arch_shared_info")]
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct ArchSharedInfo {
+    /// Number of valid p2m entries (PV only).
+    pub max_pfn: AtomicU64,
+    /// Frame of the p2m frame list list (PV only).
+    pub pfn_to_mfn_frame_list_list: AtomicU64,
+    /// NMI reason bits.
+    pub nmi_reason: AtomicU64,
+    /// Root of the address space where `p2m_vaddr` is valid (PV only).
+    pub p2m_cr3: AtomicU64,
+    /// Virtual address of the linear p2m list (PV only).
+    pub p2m_vaddr: AtomicU64,
+    /// Incremented around p2m updates (PV only).
+    pub p2m_generation: AtomicU64,
+}
+
+const _: () = {
+    assert!(size_of::<ArchSharedInfo>() == 48);
+    assert!(offset_of!(ArchSharedInfo, max_pfn) == 0);
+    assert!(offset_of!(ArchSharedInfo, pfn_to_mfn_frame_list_list) == 8);
+    assert!(offset_of!(ArchSharedInfo, nmi_reason) == 16);
+    assert!(offset_of!(ArchSharedInfo, p2m_cr3) == 24);
+    assert!(offset_of!(ArchSharedInfo, p2m_vaddr) == 32);
+    assert!(offset_of!(ArchSharedInfo, p2m_generation) == 40);
+};
+
+/// The shared-info page, `struct shared_info` (xen/xen.h, x86_64): vCPU
+/// info, the 2-level event-channel bitmaps and the wallclock. The struct is
+/// 3136 bytes; the rest of its 4 KiB page is unused.
 #[doc(alias = "shared_info")]
 #[repr(C)]
 #[derive(Debug)]
@@ -100,6 +134,10 @@ pub struct SharedInfo {
     pub wc_sec: AtomicU32,
     /// Wallclock nanoseconds at system time 0.
     pub wc_nsec: AtomicU32,
+    /// Wallclock seconds at system time 0 (high 32 bits; x86_64).
+    pub wc_sec_hi: AtomicU32,
+    /// x86 PV bookkeeping.
+    pub arch: ArchSharedInfo,
 }
 
 const _: () = {
@@ -109,5 +147,67 @@ const _: () = {
     assert!(offset_of!(SharedInfo, wc_version) == 3072);
     assert!(offset_of!(SharedInfo, wc_sec) == 3076);
     assert!(offset_of!(SharedInfo, wc_nsec) == 3080);
-    assert!(size_of::<SharedInfo>() <= 4096);
+    assert!(offset_of!(SharedInfo, wc_sec_hi) == 3084);
+    assert!(offset_of!(SharedInfo, arch) == 3088);
+    assert!(size_of::<SharedInfo>() == 3136);
 };
+
+impl Default for VcpuTimeInfo {
+    fn default() -> Self {
+        VcpuTimeInfo {
+            version: AtomicU32::new(0),
+            pad0: AtomicU32::new(0),
+            tsc_timestamp: AtomicU64::new(0),
+            system_time: AtomicU64::new(0),
+            tsc_to_system_mul: AtomicU32::new(0),
+            tsc_shift: AtomicU8::new(0),
+            flags: AtomicU8::new(0),
+            pad1: Default::default(),
+        }
+    }
+}
+
+impl Default for VcpuInfo {
+    fn default() -> Self {
+        VcpuInfo {
+            evtchn_upcall_pending: AtomicU8::new(0),
+            evtchn_upcall_mask: AtomicU8::new(0),
+            pad: Default::default(),
+            evtchn_pending_sel: AtomicU64::new(0),
+            arch: Default::default(),
+            time: VcpuTimeInfo::default(),
+        }
+    }
+}
+
+impl Default for SharedInfo {
+    /// An all-zero shared-info page, as Xen hands it to a new domain (for the
+    /// software Xen and tests; on real Xen the page is Xen's).
+    fn default() -> Self {
+        SharedInfo {
+            vcpu_info: core::array::from_fn(|_| VcpuInfo::default()),
+            evtchn_pending: core::array::from_fn(|_| AtomicU64::new(0)),
+            evtchn_mask: core::array::from_fn(|_| AtomicU64::new(0)),
+            wc_version: AtomicU32::new(0),
+            wc_sec: AtomicU32::new(0),
+            wc_nsec: AtomicU32::new(0),
+            wc_sec_hi: AtomicU32::new(0),
+            arch: ArchSharedInfo::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use core::sync::atomic::Ordering;
+
+    #[test]
+    fn default_is_all_zero() {
+        let si = alloc::boxed::Box::new(SharedInfo::default());
+        assert_eq!(si.vcpu_info[31].evtchn_pending_sel.load(Ordering::Relaxed), 0);
+        assert!(si.evtchn_pending.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+        assert!(si.evtchn_mask.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+        assert_eq!(EVTCHN_2L_NR_CHANNELS, 4096);
+    }
+}

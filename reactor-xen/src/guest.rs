@@ -1,0 +1,285 @@
+//! The guest handle drivers hold: one domain's hypervisor, event-channel
+//! table, grant table and page allocation, behind a cheap `Rc` clone.
+//!
+//! Everything here runs in the executor's single context: the handle is
+//! `!Send`, its tables are `RefCell`s, and no borrow is held across a call
+//! out (wakers are woken after the table's borrow ends).
+#![deny(unsafe_code)]
+
+use alloc::rc::Rc;
+use core::cell::{OnceCell, RefCell};
+use core::fmt;
+
+use crate::evtchn::{self, BindError, DemuxStats, EventChannel, EventStats, EventTable};
+use crate::grant::{Access, EndAccessError, GrantError, GrantStats, GrantTable, GrantedPage};
+use crate::hypervisor::{DomId, Gfn, GrantRef, Hypervisor, OutOfPages, RingPage, XenError};
+use crate::page::{OwnedPage, SharedMem};
+
+/// Why a toolstack-provided ring (xenstore, console) is not available.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeviceRingError {
+    /// The hypervisor could not say where the ring is (`HVMOP_get_param`).
+    Hypervisor(XenError),
+    /// Its port could not be attached.
+    Bind(BindError),
+}
+
+impl fmt::Display for DeviceRingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceRingError::Hypervisor(e) => write!(f, "device ring unavailable: {e}"),
+            DeviceRingError::Bind(e) => write!(f, "device ring port: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for DeviceRingError {}
+
+/// Why a page could not be shared with another domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SharePageError {
+    /// No page left to allocate.
+    OutOfPages,
+    /// The grant failed.
+    Grant(GrantError),
+}
+
+impl fmt::Display for SharePageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SharePageError::OutOfPages => f.write_str("no free page to share"),
+            SharePageError::Grant(e) => write!(f, "sharing a page: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for SharePageError {}
+
+struct Inner {
+    hv: Rc<dyn Hypervisor>,
+    events: RefCell<EventTable>,
+    grants: RefCell<GrantTable>,
+    xenstore: OnceCell<Result<RingPage, XenError>>,
+    console: OnceCell<Result<RingPage, XenError>>,
+}
+
+/// One domain as its drivers see it. Cheap to clone (an `Rc`).
+///
+/// # Examples
+/// ```
+/// # #[cfg(feature = "sim")] {
+/// // With the software Xen (feature `sim`), drivers get a `Guest` the same
+/// // way they do on real Xen: from the platform that booted them.
+/// # }
+/// fn publish(guest: &ringlet_xen::guest::Guest) -> Result<u32, ringlet_xen::evtchn::BindError> {
+///     let ch = ringlet_xen::evtchn::EventChannel::alloc_unbound(guest, ringlet_xen::hypervisor::DomId::DOM0)?;
+///     Ok(ch.port().0)
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Guest {
+    inner: Rc<Inner>,
+}
+
+impl fmt::Debug for Guest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guest")
+            .field("events", &self.inner.events.borrow().stats())
+            .field("grants", &self.inner.grants.borrow().stats())
+            .finish()
+    }
+}
+
+impl Guest {
+    /// The handle for the domain behind `hv`. The grant table's size is
+    /// taken from `hv.grant_entries()` now and must not change.
+    pub fn new(hv: Rc<dyn Hypervisor>) -> Guest {
+        let grants = GrantTable::new(hv.grant_entries().len());
+        Guest {
+            inner: Rc::new(Inner {
+                hv,
+                events: RefCell::new(EventTable::default()),
+                grants: RefCell::new(grants),
+                xenstore: OnceCell::new(),
+                console: OnceCell::new(),
+            }),
+        }
+    }
+
+    /// The hypervisor below.
+    pub fn hypervisor(&self) -> &dyn Hypervisor {
+        &*self.inner.hv
+    }
+
+    /// Whether two handles are the same guest.
+    pub fn ptr_eq(&self, other: &Guest) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    pub(crate) fn events(&self) -> &RefCell<EventTable> {
+        &self.inner.events
+    }
+
+    /// Monotonic time in ns (the hypervisor's clock).
+    pub fn now_ns(&self) -> u64 {
+        self.inner.hv.now_ns()
+    }
+
+    // ----- events -----
+
+    /// Delivers pending events to their ports' waiters: one pass of
+    /// [`evtchn::demux`] over this guest's shared info. Executor context only.
+    pub fn demux(&self) -> DemuxStats {
+        let hv = &*self.inner.hv;
+        let stats = evtchn::demux(hv.shared_info(), hv.vcpu_info(), |port| {
+            evtchn::deliver(self, port)
+        });
+        self.inner.events.borrow_mut().record_demux(stats);
+        stats
+    }
+
+    /// Whether Xen has raised an upcall (or set selector bits) since the last
+    /// [`demux`](Self::demux): there is work for it.
+    pub fn upcall_pending(&self) -> bool {
+        let v = self.inner.hv.vcpu_info();
+        v.evtchn_upcall_pending.load(core::sync::atomic::Ordering::Acquire) != 0
+            || v.evtchn_pending_sel.load(core::sync::atomic::Ordering::Acquire) != 0
+    }
+
+    /// Event-channel counters.
+    pub fn event_stats(&self) -> EventStats {
+        self.inner.events.borrow().stats()
+    }
+
+    // ----- pages and grants -----
+
+    /// A zeroed page from the hypervisor's allocator, freed when dropped.
+    ///
+    /// # Errors
+    /// [`OutOfPages`] when none is left.
+    pub fn alloc_page(&self) -> Result<OwnedPage, OutOfPages> {
+        let page = self.inner.hv.alloc_page()?;
+        Ok(OwnedPage::from_page(self.clone(), page))
+    }
+
+    /// Allocates a page and grants `domid` access to it.
+    ///
+    /// # Errors
+    /// [`SharePageError`] if no page or no grant ref is left.
+    pub fn share_page(&self, domid: DomId, access: Access) -> Result<GrantedPage, SharePageError> {
+        let page = self.alloc_page().map_err(|_| SharePageError::OutOfPages)?;
+        GrantedPage::new(page, domid, access).map_err(|(_, e)| SharePageError::Grant(e))
+    }
+
+    /// Grants `domid` access to frame `gfn` (see [`GrantTable::grant_access`]).
+    /// Prefer [`GrantedPage`], which ties the page's life to the grant.
+    ///
+    /// # Errors
+    /// [`GrantError`]; on `Exhausted` deferred grants are retried first.
+    pub fn grant_access(
+        &self,
+        domid: DomId,
+        gfn: Gfn,
+        access: Access,
+    ) -> Result<GrantRef, GrantError> {
+        let entries = self.inner.hv.grant_entries();
+        let r = self
+            .inner
+            .grants
+            .borrow_mut()
+            .grant_access(entries, domid, gfn, access);
+        match r {
+            Err(GrantError::Exhausted) if self.reclaim_grants() > 0 => self
+                .inner
+                .grants
+                .borrow_mut()
+                .grant_access(entries, domid, gfn, access),
+            r => r,
+        }
+    }
+
+    /// Ends a grant (see [`GrantTable::end_access`]).
+    ///
+    /// # Errors
+    /// [`EndAccessError::InUse`] while the grantee uses the frame.
+    pub fn end_access(&self, gref: GrantRef) -> Result<(), EndAccessError> {
+        let entries = self.inner.hv.grant_entries();
+        self.inner.grants.borrow_mut().end_access(entries, gref)
+    }
+
+    /// Retries the grants whose pages were dropped while still in use;
+    /// frees the pages whose grant ended. Returns how many were freed.
+    pub fn reclaim_grants(&self) -> usize {
+        let entries = self.inner.hv.grant_entries();
+        let pages = self.inner.grants.borrow_mut().reclaim(entries);
+        let n = pages.len();
+        for p in pages {
+            self.inner.hv.free_page(p);
+        }
+        n
+    }
+
+    /// Grant-table counters.
+    pub fn grant_stats(&self) -> GrantStats {
+        self.inner.grants.borrow().stats()
+    }
+
+    pub(crate) fn defer_grant(&self, gref: GrantRef, page: OwnedPage) {
+        let raw = page.into_page();
+        let leaked = self.inner.grants.borrow_mut().defer(gref, raw);
+        if let Err(p) = leaked {
+            log::warn!(
+                "grant {} still in use and the deferred list is full: leaking frame {:#x}",
+                gref.0,
+                p.gfn.0
+            );
+        }
+    }
+
+    // ----- toolstack rings -----
+
+    fn ring(cell: &OnceCell<Result<RingPage, XenError>>, get: impl FnOnce() -> Result<RingPage, XenError>) -> Result<RingPage, XenError> {
+        *cell.get_or_init(get)
+    }
+
+    /// The xenstore ring page (`HVM_PARAM_STORE_PFN`), for the xenstore client.
+    ///
+    /// # Errors
+    /// The hypervisor's error if the toolstack gave no xenstore ring.
+    pub fn xenstore_mem(&self) -> Result<SharedMem<'_>, XenError> {
+        let r = Self::ring(&self.inner.xenstore, || self.inner.hv.xenstore_ring())?;
+        Ok(SharedMem::hypervisor_page(self, r.page))
+    }
+
+    /// A handle on the xenstore port (`HVM_PARAM_STORE_EVTCHN`); events
+    /// delivered before this call are not lost.
+    ///
+    /// # Errors
+    /// [`DeviceRingError`] if there is no xenstore ring or its port is unusable.
+    pub fn xenstore_channel(&self) -> Result<EventChannel, DeviceRingError> {
+        let r = Self::ring(&self.inner.xenstore, || self.inner.hv.xenstore_ring())
+            .map_err(DeviceRingError::Hypervisor)?;
+        EventChannel::attach(self, r.port).map_err(DeviceRingError::Bind)
+    }
+
+    /// The PV console ring page (`HVM_PARAM_CONSOLE_PFN`).
+    ///
+    /// # Errors
+    /// The hypervisor's error if the toolstack gave no console ring.
+    pub fn console_mem(&self) -> Result<SharedMem<'_>, XenError> {
+        let r = Self::ring(&self.inner.console, || self.inner.hv.console_ring())?;
+        Ok(SharedMem::hypervisor_page(self, r.page))
+    }
+
+    /// A handle on the console port (`HVM_PARAM_CONSOLE_EVTCHN`).
+    ///
+    /// # Errors
+    /// [`DeviceRingError`] if there is no console ring or its port is unusable.
+    pub fn console_channel(&self) -> Result<EventChannel, DeviceRingError> {
+        let r = Self::ring(&self.inner.console, || self.inner.hv.console_ring())
+            .map_err(DeviceRingError::Hypervisor)?;
+        EventChannel::attach(self, r.port).map_err(DeviceRingError::Bind)
+    }
+}

@@ -1,0 +1,82 @@
+//! The executor's platform for one Xen domain: the hypervisor's clock,
+//! event-channel demux as the poll step, and `Hypervisor::block` as the idle
+//! step.
+#![deny(unsafe_code)]
+
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use ringlet_executor::platform::{Platform, Unpark};
+
+use crate::guest::Guest;
+
+/// The flag an [`Unpark`] sets and the next park consumes.
+#[derive(Debug, Default)]
+struct UnparkFlag(AtomicBool);
+
+impl Unpark for UnparkFlag {
+    fn unpark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// [`Platform`] over one domain's [`Guest`].
+///
+/// - `now_ns`: the hypervisor's monotonic clock (pvclock; virtual on the sim).
+/// - `poll`: [`Guest::demux`], then a retry of deferred grant ends.
+/// - `park(deadline)`: unless an unpark was issued, an upcall is pending, or
+///   the deadline has passed, `Hypervisor::block(deadline)`; then `poll`.
+///
+/// `unpark` only sets a flag that the next park checks: on Xen the only
+/// context besides the executor is the upcall handler, and the interrupt
+/// itself ends the halt. An `unpark` from another thread while the vCPU is
+/// blocked is seen when `block` returns (next event or deadline).
+///
+/// The software Xen's multi-domain platform runs [`Guest::demux`] per
+/// domain itself; this type is for a single domain.
+#[derive(Debug)]
+pub struct XenPlatform {
+    guest: Guest,
+    unpark: Arc<UnparkFlag>,
+}
+
+impl XenPlatform {
+    /// The platform for `guest`.
+    pub fn new(guest: Guest) -> XenPlatform {
+        XenPlatform {
+            guest,
+            unpark: Arc::new(UnparkFlag::default()),
+        }
+    }
+
+    /// The guest whose events this platform delivers.
+    pub fn guest(&self) -> &Guest {
+        &self.guest
+    }
+}
+
+impl Platform for XenPlatform {
+    fn now_ns(&self) -> u64 {
+        self.guest.now_ns()
+    }
+
+    fn poll(&self) {
+        self.guest.demux();
+        if self.guest.grant_stats().deferred > 0 {
+            self.guest.reclaim_grants();
+        }
+    }
+
+    fn park(&self, deadline_ns: Option<u64>) {
+        let unparked = self.unpark.0.swap(false, Ordering::AcqRel);
+        let expired = deadline_ns.is_some_and(|d| self.guest.now_ns() >= d);
+        if !unparked && !expired && !self.guest.upcall_pending() {
+            self.guest.hypervisor().block(deadline_ns);
+        }
+        self.poll();
+    }
+
+    fn unparker(&self) -> Arc<dyn Unpark> {
+        self.unpark.clone()
+    }
+}
