@@ -1,0 +1,97 @@
+//! The kernel heap (`#[global_allocator]`) and the pages shared with
+//! backends.
+//!
+//! The heap is [`talc`] over the regions [`super::layout::usable`] leaves of
+//! the start info's RAM. Pages for backends come from the same heap with
+//! 4 KiB size and alignment, zeroed; identity mapping makes a page's address
+//! its guest-physical address, so its frame number is `address >> 12`.
+//! Allocation happens only in the executor's context: interrupt handlers
+//! never allocate, so the spin lock is never contended on the single vCPU.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use talc::source::Manual;
+use talc::TalcLock;
+
+use super::layout::Region;
+use crate::hypervisor::{Gfn, OutOfPages, Page, PAGE_SIZE};
+
+/// The most pages that may be shared with backends at once: a bound on what
+/// drivers can pin (rings plus buffers), far below the heap of a 64 MiB guest.
+pub const SHARED_PAGES_MAX: usize = 4096;
+
+#[global_allocator]
+static HEAP: TalcLock<spinning_top::RawSpinlock, Manual> = TalcLock::new(Manual);
+
+static HEAP_BYTES: AtomicU64 = AtomicU64::new(0);
+static SHARED_PAGES: AtomicUsize = AtomicUsize::new(0);
+
+/// Hands `regions` to the heap; returns the bytes claimed.
+///
+/// # Safety
+///
+/// Call once during boot. Every region must be identity-mapped RAM that
+/// nothing else uses, now or later (not the image, not the start info, not a
+/// page Xen maps over).
+pub(crate) unsafe fn init(regions: &[Region]) -> u64 {
+    let mut talc = HEAP.lock();
+    let mut total = 0;
+    for region in regions {
+        // SAFETY: the caller guarantees the region is unused, mapped RAM that
+        // stays reserved for the heap for the rest of the guest's life.
+        let claimed = unsafe { talc.claim(region.start as *mut u8, region.len() as usize) };
+        if claimed.is_some() {
+            total += region.len();
+        }
+    }
+    HEAP_BYTES.store(total, Ordering::Relaxed);
+    total
+}
+
+/// Bytes handed to the heap at boot.
+pub fn heap_bytes() -> u64 {
+    HEAP_BYTES.load(Ordering::Relaxed)
+}
+
+/// Pages currently shared with backends (allocated and not freed).
+pub fn shared_pages() -> usize {
+    SHARED_PAGES.load(Ordering::Relaxed)
+}
+
+const PAGE_LAYOUT: Layout = match Layout::from_size_align(PAGE_SIZE, PAGE_SIZE) {
+    Ok(layout) => layout,
+    Err(_) => panic!("page layout"),
+};
+
+/// A zeroed, page-aligned page from the heap.
+///
+/// # Errors
+///
+/// [`OutOfPages`] when [`SHARED_PAGES_MAX`] pages are out or the heap is full.
+pub(crate) fn alloc_page() -> Result<Page, OutOfPages> {
+    if SHARED_PAGES.fetch_add(1, Ordering::AcqRel) >= SHARED_PAGES_MAX {
+        SHARED_PAGES.fetch_sub(1, Ordering::AcqRel);
+        return Err(OutOfPages);
+    }
+    // SAFETY: PAGE_LAYOUT has a non-zero size.
+    let ptr = unsafe { HEAP.alloc_zeroed(PAGE_LAYOUT) };
+    let Some(ptr) = NonNull::new(ptr) else {
+        SHARED_PAGES.fetch_sub(1, Ordering::AcqRel);
+        return Err(OutOfPages);
+    };
+    Ok(Page { ptr, gfn: Gfn(ptr.as_ptr() as u64 / PAGE_SIZE as u64) })
+}
+
+/// Returns a page from [`alloc_page`] to the heap.
+///
+/// # Safety
+///
+/// `page` must come from [`alloc_page`], and no grant of it may be active.
+pub(crate) unsafe fn free_page(page: Page) {
+    // SAFETY: the page was allocated with PAGE_LAYOUT by `alloc_page`
+    // (caller), and no one else can reach it any more.
+    unsafe { HEAP.dealloc(page.ptr.as_ptr(), PAGE_LAYOUT) };
+    SHARED_PAGES.fetch_sub(1, Ordering::AcqRel);
+}
