@@ -12,6 +12,8 @@ extern crate std;
 
 pub mod abi;
 pub mod hypervisor;
+#[allow(unsafe_code)]
+pub mod pvh;
 pub mod xenstore;
 pub mod evtchn;
 pub mod grant;
