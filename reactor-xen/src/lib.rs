@@ -21,3 +21,7 @@ pub mod guest;
 pub mod page;
 pub mod platform;
 pub mod ring;
+#[cfg(feature = "sim")]
+pub mod sim;
+#[cfg(test)]
+mod testing;

@@ -1,0 +1,569 @@
+//! The software Xen: a deterministic, single-threaded hypervisor in the same
+//! process, for testing everything above the [`Hypervisor`] trait.
+//!
+//! A [`SimXen`] is a world of domains: dom0 and the guests made with
+//! [`SimXen::create_domain`]. Each domain's [`SimDomain`] implements
+//! [`Hypervisor`] with Xen's own data layouts (a shared-info page with the
+//! 2-level event bitmaps, a v1 grant table, real heap pages with guest frame
+//! numbers, xenstore and console ring pages), so the guest code above it —
+//! event-channel demux, grant bookkeeping, rings, the xenstore client — is
+//! the code that runs on Xen.
+//!
+//! The world is deterministic:
+//!
+//! - one thread; no real clock: time is virtual ([`SimXen::now_ns`]) and
+//!   only moves when everything is idle, straight to the next deadline or
+//!   scheduled event;
+//! - one `u64` seed ([`SimConfig::seed`]) feeds the sim's own PRNG
+//!   ([`prng`]), which hands a sub-seed to each part (fault sites, backends,
+//!   workloads);
+//! - every event delivery, hypercall outcome and ring message goes into a
+//!   [`trace`], whose digest two runs of a seed share byte for byte.
+//!
+//! Faults ([`faults`]) are chosen per run: late, repeated and spurious
+//! events, xenstore `EAGAIN` and malformed replies, backend state changes and
+//! malformed ring responses — only what real Xen and real (possibly hostile)
+//! backends can do.
+//!
+//! The world is the executor's [`Platform`]: `now_ns` is virtual time, `poll`
+//! delivers due events and runs each domain's demux, and `park` jumps time
+//! forward. A run where nothing can ever happen again is a deadlock, and the
+//! world says so instead of hanging ([`StallPolicy`]).
+//!
+//! See docs/sim-testing.md for how to write a sim test and replay a seed.
+
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use ringlet_executor::platform::{Platform, Unpark};
+
+use crate::hypervisor::{DomId, Hypervisor};
+
+mod console;
+pub mod domain;
+pub mod evtchn;
+pub mod faults;
+#[allow(unsafe_code)]
+mod frame;
+pub mod grant;
+pub mod prng;
+pub mod trace;
+mod world;
+pub mod xenstored;
+
+pub use domain::{DomainConfig, SimDomain};
+pub use faults::{FaultSite, Faults};
+pub use grant::{GrantError, GrantMapping};
+pub use prng::{Prng, Ratio};
+pub use trace::{TraceEntry, TraceEvent, TraceMode};
+
+use evtchn::Service;
+use trace::Trace;
+use world::State;
+use xenstored::{XenstoreRingServer, XenstoredState};
+
+/// The environment variable that chooses the seed of a sim run
+/// ([`SimConfig::from_env`]).
+pub const SEED_ENV: &str = "RINGLET_SEED";
+
+/// Consecutive parks allowed without virtual time moving before the world
+/// declares a livelock (something keeps raising events that wake nobody).
+pub const PARKS_WITHOUT_PROGRESS_MAX: u64 = 1_000_000;
+
+/// Rounds of service work (xenstored, console) per poll, a bound against two
+/// daemons notifying each other forever.
+pub const SERVICE_ROUNDS_MAX: usize = 64;
+
+/// What the world does when nothing can ever happen again: no task is
+/// runnable, no deadline is armed and no event is scheduled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StallPolicy {
+    /// Panic with the seed and the time (the default: a test that would
+    /// hang fails at once and says why).
+    Panic,
+    /// Count the stall ([`SimXen::stalls`]) and return from `park`; the
+    /// caller must notice (e.g. drive the executor with `step` and check).
+    Count,
+}
+
+/// How a world is built. Its `Debug` is printed at the start of every run.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SimConfig {
+    /// The one seed everything random derives from.
+    pub seed: u64,
+    /// The faults to inject.
+    pub faults: Faults,
+    /// What a stall does.
+    pub on_stall: StallPolicy,
+    /// Virtual time after which the run is declared a livelock (a panic);
+    /// `None`: no limit.
+    pub time_ns_max: Option<u64>,
+    /// How much trace to keep.
+    pub trace: TraceMode,
+    /// Echo each domain's early console to stderr.
+    pub echo_console: bool,
+    /// Print the seed and this config when the world is built.
+    pub print_header: bool,
+}
+
+impl SimConfig {
+    /// A fault-free world seeded with `seed`.
+    pub fn new(seed: u64) -> SimConfig {
+        SimConfig {
+            seed,
+            faults: Faults::none(),
+            on_stall: StallPolicy::Panic,
+            time_ns_max: None,
+            trace: TraceMode::Digest,
+            echo_console: false,
+            print_header: true,
+        }
+    }
+
+    /// A world seeded with `seed` whose faults the seed chooses too
+    /// ([`Faults::from_seed`]).
+    pub fn seeded(seed: u64) -> SimConfig {
+        SimConfig {
+            faults: Faults::from_seed(seed),
+            ..SimConfig::new(seed)
+        }
+    }
+
+    /// The seed in [`SEED_ENV`] (decimal or `0x` hex), if set and valid.
+    pub fn seed_from_env() -> Option<u64> {
+        let v = std::env::var(SEED_ENV).ok()?;
+        let v = v.trim();
+        match v.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => v.parse().ok(),
+        }
+    }
+
+    /// This config with `faults`.
+    #[must_use]
+    pub fn with_faults(mut self, faults: Faults) -> SimConfig {
+        self.faults = faults;
+        self
+    }
+
+    /// This config keeping the full trace.
+    #[must_use]
+    pub fn full_trace(mut self) -> SimConfig {
+        self.trace = TraceMode::Full;
+        self
+    }
+
+    /// This config without the start-of-run header.
+    #[must_use]
+    pub fn quiet(mut self) -> SimConfig {
+        self.print_header = false;
+        self
+    }
+}
+
+impl fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("seed", &format_args!("{:#x}", self.seed))
+            .field("faults", &self.faults)
+            .field("on_stall", &self.on_stall)
+            .field("time_ns_max", &self.time_ns_max)
+            .field("trace", &self.trace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The flag an [`Unpark`] sets and the next park consumes.
+#[derive(Debug, Default)]
+struct SimUnpark(AtomicBool);
+
+impl Unpark for SimUnpark {
+    fn unpark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// The shared core behind every handle.
+pub(crate) struct World {
+    pub(crate) config: SimConfig,
+    pub(crate) state: RefCell<State>,
+    /// The xenstore daemon and its ring connections.
+    pub(crate) xenstored: RefCell<XenstoreRingServer>,
+    unpark: Arc<SimUnpark>,
+    /// Consecutive parks at the same virtual time.
+    parks_without_progress: Cell<u64>,
+    parked_at_ns: Cell<u64>,
+}
+
+impl fmt::Debug for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("World").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// The software Xen: a world of domains. Cloning gives another handle on the
+/// same world.
+///
+/// # Examples
+///
+/// ```
+/// use ringlet_xen::hypervisor::{DomId, Hypervisor};
+/// use ringlet_xen::sim::{DomainConfig, SimConfig, SimXen};
+///
+/// let sim = SimXen::new(SimConfig::new(1).quiet());
+/// let guest = sim.create_domain(DomainConfig::new("guest"));
+/// let dom0 = sim.dom0();
+/// let port = guest.evtchn_alloc_unbound(DomId::DOM0).unwrap();
+/// let back = dom0.evtchn_bind_interdomain(guest.id(), port).unwrap();
+/// dom0.evtchn_send(back).unwrap();
+/// assert!(guest.upcall_pending());
+/// ```
+#[derive(Clone)]
+pub struct SimXen {
+    pub(crate) world: Rc<World>,
+}
+
+impl fmt::Debug for SimXen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimXen")
+            .field("seed", &self.world.config.seed)
+            .field("now_ns", &self.now_ns())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimXen {
+    /// A world with dom0 only, built from `config`. Prints the seed and the
+    /// config to stderr first (unless [`SimConfig::print_header`] is off).
+    pub fn new(config: SimConfig) -> SimXen {
+        if config.print_header {
+            std::eprintln!(
+                "ringlet sim: seed {} (replay with {SEED_ENV}={}) {:?}",
+                config.seed,
+                config.seed,
+                config
+            );
+        }
+        let state = State::new(config.seed, config.faults.clone(), Trace::new(config.trace));
+        let world = Rc::new(World {
+            config,
+            state: RefCell::new(state),
+            xenstored: RefCell::new(XenstoreRingServer::new(XenstoredState::default())),
+            unpark: Arc::new(SimUnpark::default()),
+            parks_without_progress: Cell::new(0),
+            parked_at_ns: Cell::new(0),
+        });
+        let dom0 = world.create_domain(&DomainConfig::new("Domain-0"));
+        assert_eq!(dom0, DomId::DOM0);
+        SimXen { world }
+    }
+
+    /// The config the world was built with.
+    pub fn config(&self) -> &SimConfig {
+        &self.world.config
+    }
+
+    /// The run's seed.
+    pub fn seed(&self) -> u64 {
+        self.world.config.seed
+    }
+
+    /// A new guest domain.
+    pub fn create_domain(&self, config: DomainConfig) -> SimDomain {
+        let id = self.world.create_domain(&config);
+        self.domain(id).expect("just created")
+    }
+
+    /// dom0: the domain the sim's daemons and backends run in.
+    pub fn dom0(&self) -> SimDomain {
+        self.domain(DomId::DOM0).expect("dom0 always exists")
+    }
+
+    /// The domain `id`, if it exists.
+    pub fn domain(&self, id: DomId) -> Option<SimDomain> {
+        let mem = self.world.state.borrow().mem(id)?;
+        Some(SimDomain {
+            world: Rc::downgrade(&self.world),
+            id,
+            mem,
+        })
+    }
+
+    /// Virtual time in ns.
+    pub fn now_ns(&self) -> u64 {
+        self.world.state.borrow().now_ns
+    }
+
+    /// A generator for the part `label` of this run (a backend, a workload):
+    /// seeded from the run's seed and the label only.
+    pub fn prng(&self, label: &str) -> Prng {
+        Prng::for_part(self.seed(), label)
+    }
+
+    /// Whether the fault `site` fires now against `dom` (recorded in the
+    /// trace when it does). Backends call this at their fault sites.
+    pub fn fault(&self, site: FaultSite, dom: DomId) -> bool {
+        self.world.state.borrow_mut().fault(site, dom)
+    }
+
+    /// The faults this run injects.
+    pub fn faults(&self) -> Faults {
+        self.world.config.faults.clone()
+    }
+
+    /// Records a free-form note in the trace.
+    pub fn note(&self, dom: DomId, text: impl Into<String>) {
+        self.world.state.borrow_mut().note(dom, text.into());
+    }
+
+    /// The digest of the trace so far.
+    pub fn trace_digest(&self) -> u64 {
+        self.world.state.borrow().trace.digest()
+    }
+
+    /// How many trace entries were recorded.
+    pub fn trace_count(&self) -> u64 {
+        self.world.state.borrow().trace.count()
+    }
+
+    /// The kept trace entries ([`TraceMode::Full`] only).
+    pub fn trace_entries(&self) -> Vec<TraceEntry> {
+        self.world.state.borrow().trace.entries().to_vec()
+    }
+
+    /// How many times the world found that nothing could happen any more.
+    pub fn stalls(&self) -> u64 {
+        self.world.state.borrow().stalls
+    }
+
+    /// Whether the world has stalled at least once.
+    pub fn stalled(&self) -> bool {
+        self.stalls() > 0
+    }
+
+    /// The time of the next scheduled event (delayed notification, timer).
+    pub fn next_event_ns(&self) -> Option<u64> {
+        self.world.state.borrow().next_event_ns()
+    }
+
+    /// Delivers what is due now and runs the daemons, without running any
+    /// domain's code. Returns whether anything happened.
+    pub fn run_due(&self) -> bool {
+        self.world.run_due()
+    }
+
+    /// Moves virtual time to `to_ns` (if later) delivering everything
+    /// scheduled up to then, without running any domain's code.
+    pub fn advance_to(&self, to_ns: u64) {
+        loop {
+            self.world.run_due();
+            let next = self.world.state.borrow().next_event_ns();
+            match next {
+                Some(t) if t <= to_ns => self.world.state.borrow_mut().advance_to(t),
+                _ => break,
+            }
+        }
+        self.world.state.borrow_mut().advance_to(to_ns);
+        self.world.run_due();
+    }
+}
+
+impl World {
+    /// Delivers due scheduled events and runs the daemons until quiet.
+    /// Returns whether anything happened.
+    pub(crate) fn run_due(&self) -> bool {
+        let mut any = false;
+        for _ in 0..SERVICE_ROUNDS_MAX {
+            let delivered = self.state.borrow_mut().deliver_due();
+            let served = self.run_services();
+            if delivered == 0 && !served {
+                break;
+            }
+            any = true;
+        }
+        any
+    }
+
+    /// Runs every notified daemon once. Returns whether any ran.
+    fn run_services(&self) -> bool {
+        let pending = core::mem::take(&mut self.state.borrow_mut().service_pending);
+        let ran = !pending.is_empty();
+        for (service, guest) in pending {
+            match service {
+                Service::Console => self.drain_console(guest),
+                Service::Xenstore => self.serve_xenstore(guest),
+            }
+        }
+        // Watch events that one domain's request (or a direct call) caused
+        // for others.
+        let waiting = self.xenstored.borrow().domains_with_output();
+        for dom in waiting {
+            let Some(mem) = self.state.borrow().mem(dom) else {
+                continue;
+            };
+            if self.xenstored.borrow_mut().flush(dom, mem.store.xenstore_iface()) {
+                self.notify_store(dom);
+            }
+        }
+        ran
+    }
+
+    /// xenstored's turn on `guest`'s ring: requests in, replies out.
+    fn serve_xenstore(&self, guest: DomId) {
+        let Some(mem) = self.state.borrow().mem(guest) else {
+            return;
+        };
+        let notify = {
+            let mut xs = self.xenstored.borrow_mut();
+            let mut fault = |site| self.state.borrow_mut().fault(site, guest);
+            xs.serve(guest, mem.store.xenstore_iface(), &mut fault)
+        };
+        if notify {
+            self.notify_store(guest);
+        }
+    }
+
+    /// xenstored notifies `guest` through its end of the store channel.
+    fn notify_store(&self, guest: DomId) {
+        let mut st = self.state.borrow_mut();
+        if let Some(port) = st.domains.get(&guest).map(|d| d.store_backend_port) {
+            let _ = st.evtchn_send(DomId::DOM0, port);
+        }
+    }
+
+    /// Jumps time to the next scheduled event (or `deadline_ns`, whichever
+    /// is first). Returns false if there is neither (a stall).
+    fn jump(&self, deadline_ns: Option<u64>) -> bool {
+        let mut st = self.state.borrow_mut();
+        let next = match (st.next_event_ns(), deadline_ns) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(t) => t,
+                None => return false,
+            },
+        };
+        st.advance_to(next);
+        if let Some(max) = self.config.time_ns_max {
+            assert!(
+                st.now_ns <= max,
+                "sim livelock: virtual time passed {max} ns (seed {}; replay with {SEED_ENV}={})",
+                self.config.seed,
+                self.config.seed
+            );
+        }
+        true
+    }
+
+    /// Records a stall; panics under [`StallPolicy::Panic`].
+    fn stall(&self) {
+        let (now, seed) = {
+            let mut st = self.state.borrow_mut();
+            st.stalls += 1;
+            (st.now_ns, st.seed)
+        };
+        if self.config.on_stall == StallPolicy::Panic {
+            panic!(
+                "sim stalled at {now} ns: no runnable task, no deadline and no scheduled event, \
+                 so nothing can ever happen again (a deadlock). Seed {seed}; replay with {SEED_ENV}={seed}"
+            );
+        }
+    }
+
+    /// [`Hypervisor::block`] for one domain: runs scheduled events and the
+    /// daemons until `dom` has an upcall pending or `deadline_ns` passed.
+    pub(crate) fn block_domain(&self, dom: DomId, deadline_ns: Option<u64>) {
+        let mem = self.state.borrow().mem(dom).expect("a blocking domain exists");
+        let upcall = || {
+            mem.shared_info.vcpu_info[0]
+                .evtchn_upcall_pending
+                .load(Ordering::SeqCst)
+                != 0
+        };
+        loop {
+            self.run_due();
+            let now = self.state.borrow().now_ns;
+            if upcall() || deadline_ns.is_some_and(|d| now >= d) {
+                return;
+            }
+            if !self.jump(deadline_ns) {
+                self.stall();
+                return;
+            }
+        }
+    }
+
+    /// One park of the executor (see the [`Platform`] impl).
+    fn park(&self, deadline_ns: Option<u64>) {
+        let now = self.state.borrow().now_ns;
+        if now == self.parked_at_ns.get() {
+            let n = self.parks_without_progress.get() + 1;
+            self.parks_without_progress.set(n);
+            assert!(
+                n < PARKS_WITHOUT_PROGRESS_MAX,
+                "sim livelock: {n} parks at {now} ns without time moving (seed {}; replay with {SEED_ENV}={})",
+                self.config.seed,
+                self.config.seed
+            );
+        } else {
+            self.parked_at_ns.set(now);
+            self.parks_without_progress.set(0);
+        }
+        let unparked = self.unpark.0.swap(false, Ordering::AcqRel);
+        let expired = deadline_ns.is_some_and(|d| now >= d);
+        let work = self.run_due() || self.any_upcall();
+        if !unparked && !expired && !work {
+            if self.jump(deadline_ns) {
+                self.run_due();
+            } else {
+                self.stall();
+            }
+        }
+        self.demux_all();
+    }
+
+    /// Whether any domain with guest code has an upcall pending.
+    fn any_upcall(&self) -> bool {
+        false
+    }
+
+    /// Runs each domain's demux (the guest code's event delivery).
+    fn demux_all(&self) {}
+}
+
+impl Platform for SimXen {
+    fn now_ns(&self) -> u64 {
+        SimXen::now_ns(self)
+    }
+
+    /// Delivers due events, runs the daemons, then each domain's demux.
+    fn poll(&self) {
+        self.world.run_due();
+        self.world.demux_all();
+    }
+
+    /// If an unpark was issued, the deadline passed or there is work now,
+    /// delivers it; otherwise jumps virtual time to the earlier of
+    /// `deadline_ns` and the next scheduled event and delivers that. Never
+    /// sleeps for real. With neither a deadline nor a scheduled event,
+    /// nothing can ever happen: a stall ([`StallPolicy`]).
+    fn park(&self, deadline_ns: Option<u64>) {
+        self.world.park(deadline_ns);
+    }
+
+    fn unparker(&self) -> Arc<dyn Unpark> {
+        self.world.unpark.clone()
+    }
+}
+
+/// A [`Hypervisor`] handle is what guest code is given.
+impl SimDomain {
+    /// This domain as a shared [`Hypervisor`].
+    pub fn as_hypervisor(&self) -> Rc<dyn Hypervisor> {
+        Rc::new(self.clone())
+    }
+}
