@@ -31,7 +31,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::faults::FaultSite;
 use crate::abi::xs_wire::{
@@ -1351,10 +1351,12 @@ impl XenstoreRingServer {
 }
 
 /// The daemon's view of the page: it consumes `req` and produces `rsp`.
-fn rings(iface: &XenstoreDomainInterface) -> (ByteRing<'_>, ByteRing<'_>) {
+type Ring<'a> = ByteRing<'a, &'a [AtomicU8]>;
+
+fn rings(iface: &XenstoreDomainInterface) -> (Ring<'_>, Ring<'_>) {
     (
-        ByteRing::new(&iface.req, &iface.req_cons, &iface.req_prod),
-        ByteRing::new(&iface.rsp, &iface.rsp_cons, &iface.rsp_prod),
+        ByteRing::new(&iface.req[..], &iface.req_cons, &iface.req_prod),
+        ByteRing::new(&iface.rsp[..], &iface.rsp_cons, &iface.rsp_prod),
     )
 }
 
@@ -2017,7 +2019,7 @@ mod test {
     struct Page(alloc::boxed::Box<XenstoreDomainInterface>);
 
     fn page() -> Page {
-        use core::sync::atomic::{AtomicU32, AtomicU8};
+        use core::sync::atomic::AtomicU32;
         Page(alloc::boxed::Box::new(XenstoreDomainInterface {
             req: core::array::from_fn(|_| AtomicU8::new(0)),
             rsp: core::array::from_fn(|_| AtomicU8::new(0)),
@@ -2040,8 +2042,8 @@ mod test {
 
     impl Guest {
         fn new(p: &Page) -> Guest {
-            let req = ByteRing::new(&p.0.req, &p.0.req_cons, &p.0.req_prod);
-            let rsp = ByteRing::new(&p.0.rsp, &p.0.rsp_cons, &p.0.rsp_prod);
+            let req = ByteRing::new(&p.0.req[..], &p.0.req_cons, &p.0.req_prod);
+            let rsp = ByteRing::new(&p.0.rsp[..], &p.0.rsp_cons, &p.0.rsp_prod);
             Guest {
                 req: Producer::attach(&req).unwrap(),
                 rsp: Consumer::attach(&rsp).unwrap(),
@@ -2049,11 +2051,11 @@ mod test {
             }
         }
         fn send(&mut self, p: &Page, bytes: &[u8]) -> usize {
-            let req = ByteRing::new(&p.0.req, &p.0.req_cons, &p.0.req_prod);
+            let req = ByteRing::new(&p.0.req[..], &p.0.req_cons, &p.0.req_prod);
             self.req.write(&req, bytes).unwrap()
         }
         fn recv(&mut self, p: &Page) -> Vec<(XsdSockmsg, Vec<u8>)> {
-            let rsp = ByteRing::new(&p.0.rsp, &p.0.rsp_cons, &p.0.rsp_prod);
+            let rsp = ByteRing::new(&p.0.rsp[..], &p.0.rsp_cons, &p.0.rsp_prod);
             let mut v = Vec::new();
             let mut consumed = false;
             while let Some((h, payload)) = self
@@ -2192,7 +2194,7 @@ mod test {
         );
         g.send(&p, &req(T::Mkdir, 14, 0, b"data/m\0"));
         srv.serve(D1, &p.0, &mut |s| s == FaultSite::XenstoreMalformedReply);
-        let rsp = ByteRing::new(&p.0.rsp, &p.0.rsp_cons, &p.0.rsp_prod);
+        let rsp = ByteRing::new(&p.0.rsp[..], &p.0.rsp_cons, &p.0.rsp_prod);
         let mut consumed = false;
         assert_eq!(
             g.reader.poll_message(&mut g.rsp, &rsp, &mut consumed),

@@ -29,40 +29,90 @@ use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use super::wire::ProtocolError;
 use crate::abi::xs_wire::{XsdSockmsg, XENSTORE_PAYLOAD_MAX};
 
-/// One direction of a shared byte ring, as seen from one side.
+/// Memory a byte ring's data lives in: copies in and out at an offset.
+///
+/// Implemented for a slice of atomics (a `#[repr(C)]` ABI struct in place)
+/// and for [`SharedMem`](crate::page::SharedMem) (a page shared with another
+/// domain, accessed with volatile copies).
+pub trait RingMemory {
+    /// Bytes of ring data: a power of two.
+    fn size(&self) -> usize;
+    /// Copies `buf.len()` bytes at `offset` out (`offset + len <= size`).
+    fn read_at(&self, offset: usize, buf: &mut [u8]);
+    /// Copies `data` in at `offset` (`offset + len <= size`).
+    fn write_at(&self, offset: usize, data: &[u8]);
+}
+
+impl RingMemory for &[AtomicU8] {
+    fn size(&self) -> usize {
+        self.len()
+    }
+
+    fn read_at(&self, offset: usize, buf: &mut [u8]) {
+        for (b, a) in buf.iter_mut().zip(&self[offset..]) {
+            *b = a.load(Ordering::Relaxed);
+        }
+    }
+
+    fn write_at(&self, offset: usize, data: &[u8]) {
+        for (&b, a) in data.iter().zip(&self[offset..]) {
+            a.store(b, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One direction of a shared byte ring, as seen from one side: the data and
+/// the two free-running indices.
 #[derive(Clone, Copy, Debug)]
-pub struct ByteRing<'a> {
-    data: &'a [AtomicU8],
+pub struct ByteRing<'a, M> {
+    data: M,
     cons: &'a AtomicU32,
     prod: &'a AtomicU32,
 }
 
-impl<'a> ByteRing<'a> {
+impl<'a, M: RingMemory> ByteRing<'a, M> {
     /// A ring over `data` with its two indices.
     ///
     /// # Panics
-    /// If `data`'s length is not a power of two (a programming error: the
+    /// If `data`'s size is not a power of two (a programming error: the
     /// rings of Xen's headers all are).
-    pub fn new(data: &'a [AtomicU8], cons: &'a AtomicU32, prod: &'a AtomicU32) -> Self {
-        assert!(data.len().is_power_of_two() && data.len() <= 1 << 30);
+    pub fn new(data: M, cons: &'a AtomicU32, prod: &'a AtomicU32) -> Self {
+        assert!(data.size().is_power_of_two() && data.size() <= 1 << 30);
         ByteRing { data, cons, prod }
     }
 
     /// The ring's size in bytes.
     pub fn size(&self) -> usize {
-        self.data.len()
+        self.data.size()
     }
 
     fn check(&self, prod: u32, cons: u32) -> Result<usize, ProtocolError> {
         let used = prod.wrapping_sub(cons) as usize;
-        if used > self.data.len() {
+        if used > self.size() {
             return Err(ProtocolError::RingIndex { prod, cons });
         }
         Ok(used)
     }
 
     fn mask(&self, idx: u32) -> usize {
-        (idx as usize) & (self.data.len() - 1)
+        (idx as usize) & (self.size() - 1)
+    }
+
+    /// Copies `data` in starting at free-running index `idx`, wrapping.
+    fn copy_in(&self, idx: u32, data: &[u8]) {
+        let start = self.mask(idx);
+        let first = data.len().min(self.size() - start);
+        self.data.write_at(start, &data[..first]);
+        self.data.write_at(0, &data[first..]);
+    }
+
+    /// Copies `buf.len()` bytes out starting at index `idx`, wrapping.
+    fn copy_out(&self, idx: u32, buf: &mut [u8]) {
+        let start = self.mask(idx);
+        let first = buf.len().min(self.size() - start);
+        let (a, b) = buf.split_at_mut(first);
+        self.data.read_at(start, a);
+        self.data.read_at(0, b);
     }
 }
 
@@ -78,7 +128,7 @@ impl Producer {
     ///
     /// # Errors
     /// [`ProtocolError::RingIndex`] if the indices are already inconsistent.
-    pub fn attach(ring: &ByteRing<'_>) -> Result<Producer, ProtocolError> {
+    pub fn attach<M: RingMemory>(ring: &ByteRing<'_, M>) -> Result<Producer, ProtocolError> {
         let prod = ring.prod.load(Ordering::Relaxed);
         let cons = ring.cons.load(Ordering::Acquire);
         ring.check(prod, cons)?;
@@ -89,7 +139,7 @@ impl Producer {
     ///
     /// # Errors
     /// [`ProtocolError::RingIndex`] if the peer's `cons` is out of range.
-    pub fn space(&self, ring: &ByteRing<'_>) -> Result<usize, ProtocolError> {
+    pub fn space<M: RingMemory>(&self, ring: &ByteRing<'_, M>) -> Result<usize, ProtocolError> {
         // Acquire: the peer finished reading the bytes before `cons` moved.
         let cons = ring.cons.load(Ordering::Acquire);
         Ok(ring.size() - ring.check(self.prod, cons)?)
@@ -101,13 +151,14 @@ impl Producer {
     /// # Errors
     /// [`ProtocolError::RingIndex`] if the peer's `cons` is out of range;
     /// nothing is written then.
-    pub fn write(&mut self, ring: &ByteRing<'_>, bytes: &[u8]) -> Result<usize, ProtocolError> {
+    pub fn write<M: RingMemory>(
+        &mut self,
+        ring: &ByteRing<'_, M>,
+        bytes: &[u8],
+    ) -> Result<usize, ProtocolError> {
         let n = self.space(ring)?.min(bytes.len());
-        for (i, &b) in bytes[..n].iter().enumerate() {
-            let slot = ring.mask(self.prod.wrapping_add(i as u32));
-            ring.data[slot].store(b, Ordering::Relaxed);
-        }
         if n > 0 {
+            ring.copy_in(self.prod, &bytes[..n]);
             self.prod = self.prod.wrapping_add(n as u32);
             // Release: the bytes above are visible before the new index.
             ring.prod.store(self.prod, Ordering::Release);
@@ -127,7 +178,7 @@ impl Consumer {
     ///
     /// # Errors
     /// [`ProtocolError::RingIndex`] if the indices are already inconsistent.
-    pub fn attach(ring: &ByteRing<'_>) -> Result<Consumer, ProtocolError> {
+    pub fn attach<M: RingMemory>(ring: &ByteRing<'_, M>) -> Result<Consumer, ProtocolError> {
         let cons = ring.cons.load(Ordering::Relaxed);
         let prod = ring.prod.load(Ordering::Acquire);
         ring.check(prod, cons)?;
@@ -138,7 +189,7 @@ impl Consumer {
     ///
     /// # Errors
     /// [`ProtocolError::RingIndex`] if the peer's `prod` is out of range.
-    pub fn available(&self, ring: &ByteRing<'_>) -> Result<usize, ProtocolError> {
+    pub fn available<M: RingMemory>(&self, ring: &ByteRing<'_, M>) -> Result<usize, ProtocolError> {
         // Acquire: the bytes up to `prod` are visible to the reads after it.
         let prod = ring.prod.load(Ordering::Acquire);
         ring.check(prod, self.cons)
@@ -150,13 +201,14 @@ impl Consumer {
     /// # Errors
     /// [`ProtocolError::RingIndex`] if the peer's `prod` is out of range;
     /// nothing is read then.
-    pub fn read(&mut self, ring: &ByteRing<'_>, buf: &mut [u8]) -> Result<usize, ProtocolError> {
+    pub fn read<M: RingMemory>(
+        &mut self,
+        ring: &ByteRing<'_, M>,
+        buf: &mut [u8],
+    ) -> Result<usize, ProtocolError> {
         let n = self.available(ring)?.min(buf.len());
-        for (i, b) in buf[..n].iter_mut().enumerate() {
-            let slot = ring.mask(self.cons.wrapping_add(i as u32));
-            *b = ring.data[slot].load(Ordering::Relaxed);
-        }
         if n > 0 {
+            ring.copy_out(self.cons, &mut buf[..n]);
             self.cons = self.cons.wrapping_add(n as u32);
             // Release: our reads above are done before the peer may reuse the space.
             ring.cons.store(self.cons, Ordering::Release);
@@ -217,10 +269,10 @@ impl MessageReader {
     /// [`ProtocolError::RingIndex`] from the ring indices, or
     /// [`ProtocolError::PayloadTooLong`] from the header. The stream cannot
     /// be resynchronised after that: the connection is broken.
-    pub fn poll_message(
+    pub fn poll_message<M: RingMemory>(
         &mut self,
         consumer: &mut Consumer,
-        ring: &ByteRing<'_>,
+        ring: &ByteRing<'_, M>,
         consumed: &mut bool,
     ) -> Result<Option<(XsdSockmsg, &[u8])>, ProtocolError> {
         if self.complete {
@@ -284,7 +336,7 @@ mod test {
     fn write_then_read_wraps_around() {
         // Start near u32::MAX so both the offset and the index wrap.
         let s = shared(u32::MAX - 5);
-        let ring = ByteRing::new(&s.data, &s.cons, &s.prod);
+        let ring = ByteRing::new(&s.data[..], &s.cons, &s.prod);
         let mut p = Producer::attach(&ring).unwrap();
         let mut c = Consumer::attach(&ring).unwrap();
         let mut expected = alloc::vec::Vec::new();
@@ -307,7 +359,7 @@ mod test {
     #[test]
     fn full_ring_takes_only_what_fits() {
         let s = shared(0);
-        let ring = ByteRing::new(&s.data, &s.cons, &s.prod);
+        let ring = ByteRing::new(&s.data[..], &s.cons, &s.prod);
         let mut p = Producer::attach(&ring).unwrap();
         assert_eq!(p.write(&ring, &[1; 20]).unwrap(), 16);
         assert_eq!(p.write(&ring, &[1; 20]).unwrap(), 0);
@@ -321,7 +373,7 @@ mod test {
     #[test]
     fn producer_index_too_far_ahead_is_an_error() {
         let s = shared(0);
-        let ring = ByteRing::new(&s.data, &s.cons, &s.prod);
+        let ring = ByteRing::new(&s.data[..], &s.cons, &s.prod);
         let mut c = Consumer::attach(&ring).unwrap();
         s.prod.store(17, Ordering::Relaxed);
         let mut buf = [0u8; 4];
@@ -339,7 +391,7 @@ mod test {
     #[test]
     fn consumer_index_out_of_range_is_an_error() {
         let s = shared(0);
-        let ring = ByteRing::new(&s.data, &s.cons, &s.prod);
+        let ring = ByteRing::new(&s.data[..], &s.cons, &s.prod);
         let mut p = Producer::attach(&ring).unwrap();
         p.write(&ring, &[0; 3]).unwrap();
         s.cons.store(5, Ordering::Relaxed); // consumed more than produced
@@ -358,7 +410,7 @@ mod test {
     fn attach_rejects_inconsistent_indices() {
         let s = shared(0);
         s.prod.store(100, Ordering::Relaxed);
-        let ring = ByteRing::new(&s.data, &s.cons, &s.prod);
+        let ring = ByteRing::new(&s.data[..], &s.cons, &s.prod);
         assert!(Producer::attach(&ring).is_err());
         assert!(Consumer::attach(&ring).is_err());
     }
@@ -378,7 +430,7 @@ mod test {
     #[test]
     fn reader_reassembles_messages_larger_than_the_ring() {
         let s = shared(0);
-        let ring = ByteRing::new(&s.data, &s.cons, &s.prod);
+        let ring = ByteRing::new(&s.data[..], &s.cons, &s.prod);
         let mut p = Producer::attach(&ring).unwrap();
         let mut c = Consumer::attach(&ring).unwrap();
         let mut r = MessageReader::new();
@@ -408,7 +460,7 @@ mod test {
     #[test]
     fn reader_rejects_oversized_header_before_payload() {
         let s = shared(0);
-        let ring = ByteRing::new(&s.data, &s.cons, &s.prod);
+        let ring = ByteRing::new(&s.data[..], &s.cons, &s.prod);
         let mut p = Producer::attach(&ring).unwrap();
         let mut c = Consumer::attach(&ring).unwrap();
         let h = XsdSockmsg {
