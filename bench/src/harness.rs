@@ -11,7 +11,7 @@ use core::fmt;
 /// Rounds run and thrown away before measuring, per scenario.
 pub const WARMUP_ROUNDS: u32 = 3;
 /// Measured rounds per scenario; the best one counts.
-pub const MEASURED_ROUNDS: u32 = 15;
+pub const MEASURED_ROUNDS: u32 = 30;
 /// `--quick`: no warm-up, one measured round (a smoke run, not a result).
 pub const QUICK_WARMUP_ROUNDS: u32 = 0;
 /// `--quick`: measured rounds.

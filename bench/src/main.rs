@@ -18,7 +18,7 @@ options:
   --quick            smoke run: no warm-up, one round
   --only SCENARIO    run one scenario (spawn, yield, ping-pong, ring, timers, cross-thread)
   --executor NAME    run one executor (ringlet, tokio, smol)
-  --rounds N         measured rounds (default 15, after 3 warm-up rounds)
+  --rounds N         measured rounds (default 30, after 3 warm-up rounds)
   --json PATH        where to write the JSON (default target/bench/executor.json)
 ";
 
@@ -113,6 +113,11 @@ fn pin() -> Option<usize> {
 
 fn executor_suite(args: &[String]) -> Result<(), String> {
     let options = parse(args)?;
+    // Other processes on the same CPUs are the main source of noise: say how busy it was.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let load: Vec<&str> = load.split_whitespace().take(3).collect();
+        println!("load average (1, 5, 15 min): {}", load.join(" "));
+    }
     let helper_cpu = pin();
     let setup = Setup {
         sizes: Sizes::FULL,
