@@ -170,11 +170,10 @@ impl DomainState {
             e.frame.store(gfn.0 as u32, Ordering::SeqCst);
             e.flags.store(GTF_PERMIT_ACCESS, Ordering::SeqCst);
         }
-        let mut ports = Vec::new();
-        ports.push(Channel {
+        let ports = alloc::vec![Channel {
             state: ChanState::Reserved,
             generation: 0,
-        });
+        }];
         DomainState {
             mem: Rc::new(mem),
             ports,
@@ -336,7 +335,7 @@ impl SimDomain {
             .state
             .borrow_mut()
             .copy_access(self.id, granter, gref, true, offset, buf.len())?;
-        frame.read(offset, buf);
+        frame.mem().read(offset, buf);
         Ok(())
     }
 
@@ -354,7 +353,7 @@ impl SimDomain {
             .state
             .borrow_mut()
             .copy_access(self.id, granter, gref, false, offset, data.len())?;
-        frame.write(offset, data);
+        frame.mem().write(offset, data);
         Ok(())
     }
 

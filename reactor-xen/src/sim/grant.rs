@@ -24,18 +24,15 @@
 
 use alloc::rc::Rc;
 use core::fmt;
-use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU16, Ordering};
 
 use super::frame::Frame;
 use super::trace::TraceEvent;
 use super::world::State;
 use super::World;
-use crate::abi::grant_table::{GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_WRITING};
+use crate::abi::grant_table::{GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_TYPE_MASK, GTF_WRITING};
 use crate::hypervisor::{DomId, GrantRef, PAGE_SIZE};
-
-/// `GTF_type_mask` (xen/grant_table.h): the entry-type bits of `flags`.
-#[doc(alias = "GTF_type_mask")]
-pub const GTF_TYPE_MASK: u16 = 3;
+use crate::page::SharedMem;
 
 /// Most grant mappings one domain may hold at once (Xen's maptrack limit).
 pub const MAPS_PER_DOMAIN_MAX: usize = 8192;
@@ -296,27 +293,19 @@ impl GrantMapping {
     ///
     /// If the range leaves the page.
     pub fn read(&self, offset: usize, buf: &mut [u8]) {
-        self.frame.read(offset, buf);
+        self.frame.mem().read(offset, buf);
     }
 
-    /// Copies `data` into the page at `offset`.
+    /// The page as shared memory (volatile and atomic access), for
+    /// writable mappings (rings, buffers the backend fills).
     ///
     /// # Panics
     ///
-    /// If the mapping is read-only (on Xen the write would fault) or the
-    /// range leaves the page.
-    pub fn write(&self, offset: usize, data: &[u8]) {
-        assert!(!self.readonly, "write through a read-only grant mapping");
-        self.frame.write(offset, data);
-    }
-
-    /// The aligned 32-bit word at `offset` (ring indices).
-    ///
-    /// # Panics
-    ///
-    /// If `offset` is unaligned or outside the page.
-    pub fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
-        self.frame.atomic_u32(offset)
+    /// If the mapping is read-only: on Xen a write through it would fault,
+    /// so a backend must use [`read`](Self::read).
+    pub fn mem(&self) -> SharedMem<'_> {
+        assert!(!self.readonly, "a read-only grant mapping has no writable view");
+        self.frame.mem()
     }
 }
 

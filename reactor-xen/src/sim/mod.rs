@@ -32,6 +32,7 @@
 //!
 //! See docs/sim-testing.md for how to write a sim test and replay a seed.
 
+use alloc::collections::BTreeMap;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -42,6 +43,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use ringlet_executor::platform::{Platform, Unpark};
 
+use crate::guest::Guest;
 use crate::hypervisor::{DomId, Hypervisor};
 
 mod console;
@@ -194,6 +196,9 @@ pub(crate) struct World {
     pub(crate) state: RefCell<State>,
     /// The xenstore daemon and its ring connections.
     pub(crate) xenstored: RefCell<XenstoreRingServer>,
+    /// Each domain's guest-side handle (event table, grant table), whose
+    /// demux the world runs; made on first use by [`SimXen::guest`].
+    guests: RefCell<BTreeMap<DomId, Guest>>,
     unpark: Arc<SimUnpark>,
     /// Consecutive parks at the same virtual time.
     parks_without_progress: Cell<u64>,
@@ -254,6 +259,7 @@ impl SimXen {
             config,
             state: RefCell::new(state),
             xenstored: RefCell::new(XenstoreRingServer::new(XenstoredState::default())),
+            guests: RefCell::new(BTreeMap::new()),
             unpark: Arc::new(SimUnpark::default()),
             parks_without_progress: Cell::new(0),
             parked_at_ns: Cell::new(0),
@@ -292,6 +298,24 @@ impl SimXen {
             id,
             mem,
         })
+    }
+
+    /// The domain `id` as its drivers see it: the one [`Guest`] handle of
+    /// that domain (made on first call; later calls return the same one).
+    /// The world runs its event demux in [`Platform::poll`] and `park`, as
+    /// the domain's own upcall handler and idle loop would.
+    ///
+    /// # Panics
+    ///
+    /// If the domain does not exist.
+    pub fn guest(&self, id: DomId) -> Guest {
+        if let Some(g) = self.world.guests.borrow().get(&id) {
+            return g.clone();
+        }
+        let dom = self.domain(id).expect("no such sim domain");
+        let g = Guest::new(dom.as_hypervisor());
+        self.world.guests.borrow_mut().insert(id, g.clone());
+        g
     }
 
     /// Virtual time in ns.
@@ -528,11 +552,22 @@ impl World {
 
     /// Whether any domain with guest code has an upcall pending.
     fn any_upcall(&self) -> bool {
-        false
+        self.guests.borrow().values().any(Guest::upcall_pending)
     }
 
-    /// Runs each domain's demux (the guest code's event delivery).
-    fn demux_all(&self) {}
+    /// Runs each domain's demux (the guest code's event delivery), in domain
+    /// order, and retries grants whose pages were dropped while mapped.
+    fn demux_all(&self) {
+        let guests: Vec<Guest> = self.guests.borrow().values().cloned().collect();
+        for g in guests {
+            if g.upcall_pending() {
+                g.demux();
+            }
+            if g.grant_stats().deferred > 0 {
+                g.reclaim_grants();
+            }
+        }
+    }
 }
 
 impl Platform for SimXen {

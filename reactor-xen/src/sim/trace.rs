@@ -219,7 +219,7 @@ impl Trace {
         let entry = TraceEntry { t_ns, event };
         let mut d = Digest(self.digest);
         // Writing to a Digest never fails.
-        let _ = write!(d, "{entry:?}\n");
+        let _ = writeln!(d, "{entry:?}");
         self.digest = d.0;
         self.count += 1;
         if self.mode == TraceMode::Full && self.entries.len() < TRACE_ENTRIES_MAX {
