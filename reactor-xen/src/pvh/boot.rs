@@ -37,7 +37,6 @@ pub const IDENTITY_MAP_GIB: u64 = 4;
 /// Size of the boot stack, which stays the only stack of the kernel.
 pub const BOOT_STACK_BYTES: usize = 256 * 1024;
 
-
 /// Selector of the 64-bit code segment in the GDT.
 pub const CODE_SELECTOR: u16 = 0x08;
 /// Selector of the data segment in the GDT.

@@ -41,10 +41,13 @@ impl TimeSnapshot {
         if self.tsc_shift >= 0 {
             delta = delta.checked_shl(self.tsc_shift as u32).unwrap_or(u64::MAX);
         } else {
-            delta = delta.checked_shr(u32::from(self.tsc_shift.unsigned_abs())).unwrap_or(0);
+            delta = delta
+                .checked_shr(u32::from(self.tsc_shift.unsigned_abs()))
+                .unwrap_or(0);
         }
         let scaled = (u128::from(delta) * u128::from(self.tsc_to_system_mul)) >> 32;
-        self.system_time.saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX))
+        self.system_time
+            .saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX))
     }
 }
 
@@ -87,7 +90,9 @@ pub struct PvClock {
 impl PvClock {
     /// A clock that has not been read yet.
     pub const fn new() -> PvClock {
-        PvClock { last_ns: AtomicU64::new(0) }
+        PvClock {
+            last_ns: AtomicU64::new(0),
+        }
     }
 
     /// Time in ns since Xen's system-time origin (the host's boot), never
@@ -113,33 +118,62 @@ mod test {
     fn time(version: u32, snapshot: TimeSnapshot) -> VcpuTimeInfo {
         let t = VcpuTimeInfo::default();
         t.version.store(version, Ordering::Relaxed);
-        t.tsc_timestamp.store(snapshot.tsc_timestamp, Ordering::Relaxed);
+        t.tsc_timestamp
+            .store(snapshot.tsc_timestamp, Ordering::Relaxed);
         t.system_time.store(snapshot.system_time, Ordering::Relaxed);
-        t.tsc_to_system_mul.store(snapshot.tsc_to_system_mul, Ordering::Relaxed);
-        t.tsc_shift.store(snapshot.tsc_shift as u8, Ordering::Relaxed);
+        t.tsc_to_system_mul
+            .store(snapshot.tsc_to_system_mul, Ordering::Relaxed);
+        t.tsc_shift
+            .store(snapshot.tsc_shift as u8, Ordering::Relaxed);
         t
     }
 
     // A 2 GHz TSC: 0.5 ns per tick = mul 2^31 with shift 0.
-    const GHZ2: TimeSnapshot =
-        TimeSnapshot { tsc_timestamp: 1000, system_time: 5_000_000, tsc_to_system_mul: 1 << 31, tsc_shift: 0 };
+    const GHZ2: TimeSnapshot = TimeSnapshot {
+        tsc_timestamp: 1000,
+        system_time: 5_000_000,
+        tsc_to_system_mul: 1 << 31,
+        tsc_shift: 0,
+    };
 
     #[test]
     fn scales_the_tsc_delta() {
         assert_eq!(GHZ2.ns_at(1000), 5_000_000);
         assert_eq!(GHZ2.ns_at(3000), 5_001_000);
         // Shift +1 doubles the delta before the multiply, -1 halves it.
-        assert_eq!(TimeSnapshot { tsc_shift: 1, ..GHZ2 }.ns_at(3000), 5_002_000);
-        assert_eq!(TimeSnapshot { tsc_shift: -1, ..GHZ2 }.ns_at(3000), 5_000_500);
+        assert_eq!(
+            TimeSnapshot {
+                tsc_shift: 1,
+                ..GHZ2
+            }
+            .ns_at(3000),
+            5_002_000
+        );
+        assert_eq!(
+            TimeSnapshot {
+                tsc_shift: -1,
+                ..GHZ2
+            }
+            .ns_at(3000),
+            5_000_500
+        );
         // A TSC before the timestamp does not go back in time.
         assert_eq!(GHZ2.ns_at(10), 5_000_000);
     }
 
     #[test]
     fn large_deltas_do_not_overflow() {
-        let s = TimeSnapshot { tsc_timestamp: 0, system_time: 0, tsc_to_system_mul: u32::MAX, tsc_shift: 0 };
+        let s = TimeSnapshot {
+            tsc_timestamp: 0,
+            system_time: 0,
+            tsc_to_system_mul: u32::MAX,
+            tsc_shift: 0,
+        };
         // 2^40 ticks at ~1 ns each.
-        assert_eq!(s.ns_at(1 << 40), ((1u128 << 40) * u128::from(u32::MAX) >> 32) as u64);
+        assert_eq!(
+            s.ns_at(1 << 40),
+            ((1u128 << 40) * u128::from(u32::MAX) >> 32) as u64
+        );
     }
 
     #[test]

@@ -290,7 +290,9 @@ pub(crate) unsafe fn init() {
 pub(crate) unsafe fn outb(port: u16, value: u8) {
     // SAFETY: the caller guarantees the device behind `port` does not touch
     // memory; `out` itself has no memory operands.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+    }
 }
 
 /// The registers `cpuid` returns.

@@ -81,7 +81,10 @@ pub(crate) fn alloc_page() -> Result<Page, OutOfPages> {
         SHARED_PAGES.fetch_sub(1, Ordering::AcqRel);
         return Err(OutOfPages);
     };
-    Ok(Page { ptr, gfn: Gfn(ptr.as_ptr() as u64 / PAGE_SIZE as u64) })
+    Ok(Page {
+        ptr,
+        gfn: Gfn(ptr.as_ptr() as u64 / PAGE_SIZE as u64),
+    })
 }
 
 /// Returns a page from [`alloc_page`] to the heap.

@@ -40,8 +40,12 @@ pub enum HypercallPageError {
 impl core::fmt::Display for HypercallPageError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            HypercallPageError::NotXen => f.write_str("no Xen CPUID signature (not running on Xen)"),
-            HypercallPageError::NoHypercallLeaf => f.write_str("Xen's CPUID leaves lack the hypercall-page leaf"),
+            HypercallPageError::NotXen => {
+                f.write_str("no Xen CPUID signature (not running on Xen)")
+            }
+            HypercallPageError::NoHypercallLeaf => {
+                f.write_str("Xen's CPUID leaves lack the hypercall-page leaf")
+            }
         }
     }
 }
@@ -124,7 +128,9 @@ pub(crate) unsafe fn hypercall(nr: u32, args: [u64; 5]) -> i64 {
     // poison them), and memory is not `nomem`: Xen reads and writes guest
     // memory through the pointers the caller passes.
     unsafe {
-        let entry = core::ptr::addr_of!(ringlet_hypercall_page).cast::<u8>().add(nr as usize * HYPERCALL_ENTRY_SIZE);
+        let entry = core::ptr::addr_of!(ringlet_hypercall_page)
+            .cast::<u8>()
+            .add(nr as usize * HYPERCALL_ENTRY_SIZE);
         let ret: i64;
         asm!(
             "call {entry}",

@@ -17,7 +17,10 @@ pub struct Region {
 impl Region {
     /// The region of `len` bytes at `start` (saturating at the top).
     pub const fn at(start: u64, len: u64) -> Region {
-        Region { start, end: start.saturating_add(len) }
+        Region {
+            start,
+            end: start.saturating_add(len),
+        }
     }
 
     /// Bytes in the region (0 if empty or inverted).
@@ -90,7 +93,14 @@ pub fn usable(
                 continue;
             }
             if hole.start > cursor {
-                push(Region { start: cursor, end: hole.start }, out, &mut count);
+                push(
+                    Region {
+                        start: cursor,
+                        end: hole.start,
+                    },
+                    out,
+                    &mut count,
+                );
             }
             cursor = cursor.max(hole.end);
         }
@@ -108,7 +118,7 @@ mod test {
 
     const MIB: u64 = 1 << 20;
 
-    fn run(ram: &[Region], reserved: &[Region], low: u64, high: u64) -> std::vec::Vec<Region> {
+    fn run(ram: &[Region], reserved: &[Region], low: u64, high: u64) -> alloc::vec::Vec<Region> {
         let mut out = [Region { start: 0, end: 0 }; USABLE_MAX];
         let n = usable(ram.iter().copied(), reserved, low, high, &mut out);
         out[..n].to_vec()
@@ -120,12 +130,21 @@ mod test {
         // and its command line right after the image.
         let ram = [Region::at(0, 64 * MIB)];
         let reserved = [
-            Region { start: MIB, end: MIB + 512 * 1024 },
+            Region {
+                start: MIB,
+                end: MIB + 512 * 1024,
+            },
             Region::at(MIB + 512 * 1024, 56),
             Region::at(MIB + 512 * 1024 + 56, 20),
         ];
         let got = run(&ram, &reserved, MIB, 4096 * MIB);
-        assert_eq!(got, [Region { start: MIB + 512 * 1024 + 4096, end: 64 * MIB }]);
+        assert_eq!(
+            got,
+            [Region {
+                start: MIB + 512 * 1024 + 4096,
+                end: 64 * MIB
+            }]
+        );
     }
 
     #[test]
@@ -136,43 +155,96 @@ mod test {
         assert_eq!(
             got,
             [
-                Region { start: 41 * MIB, end: 96 * MIB },
-                Region { start: 5 * MIB, end: 16 * MIB },
-                Region { start: 32 * MIB, end: 40 * MIB },
-                Region { start: MIB, end: 4 * MIB },
+                Region {
+                    start: 41 * MIB,
+                    end: 96 * MIB
+                },
+                Region {
+                    start: 5 * MIB,
+                    end: 16 * MIB
+                },
+                Region {
+                    start: 32 * MIB,
+                    end: 40 * MIB
+                },
+                Region {
+                    start: MIB,
+                    end: 4 * MIB
+                },
             ]
         );
     }
 
     #[test]
     fn unaligned_ram_is_shrunk_to_pages_and_slivers_dropped() {
-        let ram = [Region { start: 2 * MIB + 1, end: 2 * MIB + 4096 + 100 }, Region { start: 8 * MIB + 10, end: 9 * MIB - 10 }];
+        let ram = [
+            Region {
+                start: 2 * MIB + 1,
+                end: 2 * MIB + 4096 + 100,
+            },
+            Region {
+                start: 8 * MIB + 10,
+                end: 9 * MIB - 10,
+            },
+        ];
         let got = run(&ram, &[], MIB, 4096 * MIB);
-        assert_eq!(got, [Region { start: 8 * MIB + 4096, end: 9 * MIB - 4096 }]);
+        assert_eq!(
+            got,
+            [Region {
+                start: 8 * MIB + 4096,
+                end: 9 * MIB - 4096
+            }]
+        );
     }
 
     #[test]
     fn ram_above_the_identity_map_is_ignored() {
         let ram = [Region::at(0, 6 * 1024 * MIB)];
         let got = run(&ram, &[], MIB, 4 * 1024 * MIB);
-        assert_eq!(got, [Region { start: MIB, end: 4 * 1024 * MIB }]);
+        assert_eq!(
+            got,
+            [Region {
+                start: MIB,
+                end: 4 * 1024 * MIB
+            }]
+        );
     }
 
     #[test]
     fn at_most_usable_max_regions_keeping_the_largest() {
-        let ram: std::vec::Vec<Region> =
-            (0..40u64).map(|i| Region::at((2 + 2 * i) * MIB, (i + 1) * 4096)).collect();
+        let ram: alloc::vec::Vec<Region> = (0..40u64)
+            .map(|i| Region::at((2 + 2 * i) * MIB, (i + 1) * 4096))
+            .collect();
         let got = run(&ram, &[], MIB, 4096 * MIB);
         assert_eq!(got.len(), USABLE_MAX);
         assert_eq!(got[0].len(), 40 * 4096);
-        assert_eq!(got[USABLE_MAX - 1].len(), (40 - USABLE_MAX as u64 + 1) * 4096);
+        assert_eq!(
+            got[USABLE_MAX - 1].len(),
+            (40 - USABLE_MAX as u64 + 1) * 4096
+        );
     }
 
     #[test]
     fn overlapping_reserved_ranges() {
         let ram = [Region::at(0, 16 * MIB)];
-        let reserved = [Region::at(2 * MIB, 4 * MIB), Region::at(3 * MIB, MIB), Region::at(5 * MIB, 2 * MIB)];
+        let reserved = [
+            Region::at(2 * MIB, 4 * MIB),
+            Region::at(3 * MIB, MIB),
+            Region::at(5 * MIB, 2 * MIB),
+        ];
         let got = run(&ram, &reserved, MIB, 4096 * MIB);
-        assert_eq!(got, [Region { start: 7 * MIB, end: 16 * MIB }, Region { start: MIB, end: 2 * MIB }]);
+        assert_eq!(
+            got,
+            [
+                Region {
+                    start: 7 * MIB,
+                    end: 16 * MIB
+                },
+                Region {
+                    start: MIB,
+                    end: 2 * MIB
+                }
+            ]
+        );
     }
 }

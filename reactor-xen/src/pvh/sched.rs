@@ -12,11 +12,16 @@ pub(crate) fn shutdown(reason: ShutdownReason) {
     if !hypercall::ready() {
         return;
     }
-    let arg = SchedShutdown { reason: reason as u32 };
+    let arg = SchedShutdown {
+        reason: reason as u32,
+    };
     // SAFETY: the page is ready; `arg` is a valid `sched_shutdown` that
     // lives across the call.
     unsafe {
-        hypercall(hypercall::SCHED_OP, [SCHEDOP_SHUTDOWN.into(), &arg as *const _ as u64, 0, 0, 0]);
+        hypercall(
+            hypercall::SCHED_OP,
+            [SCHEDOP_SHUTDOWN.into(), &arg as *const _ as u64, 0, 0, 0],
+        );
     }
 }
 
@@ -34,7 +39,11 @@ pub struct XenVersion {
 impl XenVersion {
     /// The extra version as text, up to the first NUL (empty if not UTF-8).
     pub fn extra_str(&self) -> &str {
-        let end = self.extra.iter().position(|&b| b == 0).unwrap_or(self.extra.len());
+        let end = self
+            .extra
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.extra.len());
         core::str::from_utf8(&self.extra[..end]).unwrap_or("")
     }
 }
@@ -55,8 +64,21 @@ pub(crate) fn xen_version() -> XenVersion {
     let (version, _) = unsafe {
         (
             hypercall(hypercall::XEN_VERSION, [XENVER_VERSION.into(), 0, 0, 0, 0]),
-            hypercall(hypercall::XEN_VERSION, [XENVER_EXTRAVERSION.into(), extra.as_mut_ptr() as u64, 0, 0, 0]),
+            hypercall(
+                hypercall::XEN_VERSION,
+                [
+                    XENVER_EXTRAVERSION.into(),
+                    extra.as_mut_ptr() as u64,
+                    0,
+                    0,
+                    0,
+                ],
+            ),
         )
     };
-    XenVersion { major: (version >> 16) as u16, minor: version as u16, extra }
+    XenVersion {
+        major: (version >> 16) as u16,
+        minor: version as u16,
+        extra,
+    }
 }

@@ -12,13 +12,14 @@
 //!    (`HVMOP_set_evtchn_upcall_vector`, or `HVM_PARAM_CALLBACK_IRQ` with a
 //!    vector when Xen lacks it);
 //! 8. `VIRQ_TIMER` bound for `block`'s single-shot timer;
-//! 9. [`Pvh`] built, and the appliance's entry `ringlet_pvh_main` called
-//!    (defined by `#[ringlet::main]`). It never returns: it shuts down.
+//! 9. [`Pvh`] built and handed (by value: there is one) to the appliance's
+//!    entry `ringlet_pvh_main`, defined by `#[ringlet::main]`. It never
+//!    returns: it shuts the domain down.
 //!
 //! A failure in any step is fatal: reported on port 0xe9, then the domain
 //! crashes.
 
-use core::mem::{size_of, MaybeUninit};
+use core::mem::size_of;
 use core::sync::atomic::AtomicU32;
 
 use super::clock::PvClock;
@@ -64,8 +65,6 @@ static SHARED_INFO_FRAME: BootCell<PageFrame> = BootCell::new(PageFrame([0; PAGE
 /// The frames Xen maps the grant table over.
 static GRANT_TABLE_FRAMES: BootCell<[PageFrame; GRANT_FRAMES]> =
     BootCell::new([const { PageFrame([0; PAGE_SIZE]) }; GRANT_FRAMES]);
-/// The one [`Pvh`], written once at the end of boot.
-static PVH: BootCell<MaybeUninit<Pvh>> = BootCell::new(MaybeUninit::uninit());
 
 unsafe extern "C" {
     /// First byte of the image (linker script).
@@ -77,7 +76,7 @@ unsafe extern "C" {
 unsafe extern "Rust" {
     /// The appliance: defined by `#[ringlet::main]` (the `ringlet` crate's
     /// runtime). Never returns; it shuts the domain down.
-    fn ringlet_pvh_main(xen: &'static Pvh) -> !;
+    fn ringlet_pvh_main(xen: Pvh) -> !;
 }
 
 /// Called by the boot asm on the boot stack, in long mode, interrupts off.
@@ -90,7 +89,11 @@ extern "C" fn ringlet_pvh_start64(start_info_paddr: u64) -> ! {
     // SAFETY: Xen passed this address in ebx and the asm checked its magic;
     // the first GiBs are identity-mapped; Xen does not change it later.
     let start = unsafe { (start_info_paddr as *const HvmStartInfo).read() };
-    early_println!("PVH boot: start info v{} at {:#x}", start.version, start_info_paddr);
+    early_println!(
+        "PVH boot: start info v{} at {:#x}",
+        start.version,
+        start_info_paddr
+    );
 
     if let Err(error) = hypercall::init() {
         crash(format_args!("hypercall page: {error}"));
@@ -106,18 +109,17 @@ extern "C" fn ringlet_pvh_start64(start_info_paddr: u64) -> ! {
     let lapic_mode = unsafe { lapic::init(SPURIOUS_VECTOR) };
     let upcall = set_upcall_vector();
 
-    // SAFETY: written once, here, before anyone can read it; never again.
-    let xen: &'static Pvh = unsafe {
-        (*PVH.get()).write(Pvh {
-            shared_info,
-            grant_entries,
-            cmdline,
-            version,
-            clock: PvClock::new(),
-            timer_port: AtomicU32::new(NO_PORT),
-        })
+    let xen = Pvh {
+        shared_info,
+        grant_entries,
+        cmdline,
+        version,
+        clock: PvClock::new(),
+        timer_port: AtomicU32::new(NO_PORT),
     };
-    let timer = xen.bind_timer().unwrap_or_else(|e| crash(format_args!("bind VIRQ_TIMER: {e}")));
+    let timer = xen
+        .bind_timer()
+        .unwrap_or_else(|e| crash(format_args!("bind VIRQ_TIMER: {e}")));
     early_println!(
         "heap {} KiB, {} grant entries, lapic {:?}, upcall {}, timer port {}",
         heap_bytes / 1024,
@@ -159,7 +161,10 @@ fn read_cmdline(start: &HvmStartInfo) -> &'static str {
 /// Gives the heap the RAM of the memory map minus what is in use.
 fn init_heap(start_info_paddr: u64, start: &HvmStartInfo, cmdline: &str) -> u64 {
     if start.version < 1 || start.memmap_paddr == 0 || start.memmap_entries == 0 {
-        crash(format_args!("start info v{} has no memory map", start.version));
+        crash(format_args!(
+            "start info v{} has no memory map",
+            start.version
+        ));
     }
     let entries = (start.memmap_entries as usize).min(MEMMAP_ENTRIES_MAX);
     // SAFETY: the start info says `memmap_entries` entries live there
@@ -176,7 +181,10 @@ fn init_heap(start_info_paddr: u64, start: &HvmStartInfo, cmdline: &str) -> u64 
         image,
         Region::at(start_info_paddr, size_of::<HvmStartInfo>() as u64),
         Region::at(start.cmdline_paddr, cmdline.len() as u64 + 1),
-        Region::at(start.memmap_paddr, (entries * size_of::<HvmMemmapTableEntry>()) as u64),
+        Region::at(
+            start.memmap_paddr,
+            (entries * size_of::<HvmMemmapTableEntry>()) as u64,
+        ),
         Region::at(start.modlist_paddr, u64::from(start.nr_modules) * 32),
     ];
     let ram = memmap
@@ -184,7 +192,13 @@ fn init_heap(start_info_paddr: u64, start: &HvmStartInfo, cmdline: &str) -> u64 
         .filter(|e| e.type_ == XEN_HVM_MEMMAP_TYPE_RAM)
         .map(|e| Region::at(e.addr, e.size));
     let mut regions = [Region { start: 0, end: 0 }; USABLE_MAX];
-    let count = layout::usable(ram, &reserved, HEAP_LOW, boot::IDENTITY_MAP_GIB << 30, &mut regions);
+    let count = layout::usable(
+        ram,
+        &reserved,
+        HEAP_LOW,
+        boot::IDENTITY_MAP_GIB << 30,
+        &mut regions,
+    );
     if count == 0 {
         crash(format_args!("no usable RAM in the memory map"));
     }
@@ -207,9 +221,22 @@ fn add_to_physmap(space: u32, idx: u64, frame: *mut PageFrame) -> Result<(), i64
     // SAFETY: `arg` is a valid `xen_add_to_physmap`; the frame is a page of
     // the image reserved for Xen to map over (no Rust value lives in it).
     let ret = unsafe {
-        hypercall(hypercall::MEMORY_OP, [XENMEM_ADD_TO_PHYSMAP.into(), &mut arg as *mut _ as u64, 0, 0, 0])
+        hypercall(
+            hypercall::MEMORY_OP,
+            [
+                XENMEM_ADD_TO_PHYSMAP.into(),
+                &mut arg as *mut _ as u64,
+                0,
+                0,
+                0,
+            ],
+        )
     };
-    if ret < 0 { Err(ret) } else { Ok(()) }
+    if ret < 0 {
+        Err(ret)
+    } else {
+        Ok(())
+    }
 }
 
 fn map_shared_info() -> &'static SharedInfo {
@@ -243,7 +270,10 @@ fn map_grant_table() -> &'static [GrantEntryV1] {
     // SAFETY: Xen backs the first `mapped` frames (contiguous) with the grant
     // table for the domain's life; entries are atomics only.
     unsafe {
-        core::slice::from_raw_parts(frames.cast::<GrantEntryV1>(), mapped * GRANT_ENTRIES_V1_PER_FRAME)
+        core::slice::from_raw_parts(
+            frames.cast::<GrantEntryV1>(),
+            mapped * GRANT_ENTRIES_V1_PER_FRAME,
+        )
     }
 }
 
@@ -266,22 +296,46 @@ impl core::fmt::Display for Upcall {
 }
 
 fn set_upcall_vector() -> Upcall {
-    let mut arg = XenHvmEvtchnUpcallVector { vcpu: 0, vector: UPCALL_VECTOR, _pad: [0; 3] };
+    let mut arg = XenHvmEvtchnUpcallVector {
+        vcpu: 0,
+        vector: UPCALL_VECTOR,
+        _pad: [0; 3],
+    };
     // SAFETY: a valid `xen_hvm_evtchn_upcall_vector`, read during the call.
     let ret = unsafe {
-        hypercall(hypercall::HVM_OP, [HVMOP_SET_EVTCHN_UPCALL_VECTOR.into(), &mut arg as *mut _ as u64, 0, 0, 0])
+        hypercall(
+            hypercall::HVM_OP,
+            [
+                HVMOP_SET_EVTCHN_UPCALL_VECTOR.into(),
+                &mut arg as *mut _ as u64,
+                0,
+                0,
+                0,
+            ],
+        )
     };
     if ret == 0 {
         return Upcall::PerVcpuVector(UPCALL_VECTOR);
     }
-    let value = (HVM_PARAM_CALLBACK_TYPE_VECTOR << HVM_PARAM_CALLBACK_IRQ_TYPE_SHIFT) | u64::from(UPCALL_VECTOR);
-    let mut param = XenHvmParam { domid: DOMID_SELF, pad: 0, index: HVM_PARAM_CALLBACK_IRQ, value };
+    let value = (HVM_PARAM_CALLBACK_TYPE_VECTOR << HVM_PARAM_CALLBACK_IRQ_TYPE_SHIFT)
+        | u64::from(UPCALL_VECTOR);
+    let mut param = XenHvmParam {
+        domid: DOMID_SELF,
+        pad: 0,
+        index: HVM_PARAM_CALLBACK_IRQ,
+        value,
+    };
     // SAFETY: a valid `xen_hvm_param`, read during the call.
     let ret2 = unsafe {
-        hypercall(hypercall::HVM_OP, [HVMOP_SET_PARAM.into(), &mut param as *mut _ as u64, 0, 0, 0])
+        hypercall(
+            hypercall::HVM_OP,
+            [HVMOP_SET_PARAM.into(), &mut param as *mut _ as u64, 0, 0, 0],
+        )
     };
     if ret2 < 0 {
-        crash(format_args!("no event delivery: upcall vector error {ret}, callback param error {ret2}"));
+        crash(format_args!(
+            "no event delivery: upcall vector error {ret}, callback param error {ret2}"
+        ));
     }
     debug_assert_eq!(hvm_get_param(HVM_PARAM_CALLBACK_IRQ).ok(), Some(value));
     Upcall::CallbackVector(UPCALL_VECTOR)

@@ -38,12 +38,38 @@ pub struct ExceptionFrame {
 }
 
 const EXCEPTION_NAMES: [&str; 32] = [
-    "divide error", "debug", "NMI", "breakpoint", "overflow", "bound range", "invalid opcode",
-    "device not available", "double fault", "coprocessor overrun", "invalid TSS",
-    "segment not present", "stack fault", "general protection", "page fault", "reserved",
-    "x87 error", "alignment check", "machine check", "SIMD error", "virtualization",
-    "control protection", "reserved", "reserved", "reserved", "reserved", "reserved",
-    "reserved", "hypervisor injection", "VMM communication", "security", "reserved",
+    "divide error",
+    "debug",
+    "NMI",
+    "breakpoint",
+    "overflow",
+    "bound range",
+    "invalid opcode",
+    "device not available",
+    "double fault",
+    "coprocessor overrun",
+    "invalid TSS",
+    "segment not present",
+    "stack fault",
+    "general protection",
+    "page fault",
+    "reserved",
+    "x87 error",
+    "alignment check",
+    "machine check",
+    "SIMD error",
+    "virtualization",
+    "control protection",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "hypervisor injection",
+    "VMM communication",
+    "security",
+    "reserved",
 ];
 
 /// Upcalls taken since boot (for diagnostics).
@@ -83,7 +109,10 @@ impl fmt::Write for Report {
 pub fn crash(message: fmt::Arguments<'_>) -> ! {
     cpu::cli();
     let first = !CRASHING.swap(true, Ordering::AcqRel);
-    let mut report = Report { bytes: [0; CRASH_REPORT_BYTES], len: 0 };
+    let mut report = Report {
+        bytes: [0; CRASH_REPORT_BYTES],
+        len: 0,
+    };
     let _ = report.write_str("ringlet: ");
     let _ = report.write_fmt(message);
     let _ = report.write_str("\n");
@@ -103,7 +132,10 @@ pub fn crash(message: fmt::Arguments<'_>) -> ! {
 /// The exception stubs' Rust half: report and crash.
 #[unsafe(no_mangle)]
 extern "C" fn ringlet_pvh_exception(frame: &ExceptionFrame) -> ! {
-    let name = EXCEPTION_NAMES.get(frame.vector as usize).copied().unwrap_or("unknown");
+    let name = EXCEPTION_NAMES
+        .get(frame.vector as usize)
+        .copied()
+        .unwrap_or("unknown");
     crash(format_args!(
         "exception {} ({}) error {:#x} rip {:#x} rsp {:#x} cr2 {:#x}",
         frame.vector,

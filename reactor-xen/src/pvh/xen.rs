@@ -1,8 +1,10 @@
 //! [`Pvh`]: the [`Hypervisor`] over real hypercalls.
 //!
-//! Built once by the boot path ([`super::start`]) after the hypercall page,
-//! the heap, shared info, the grant table and event delivery are set up; it
-//! lives for the rest of the guest's life (`&'static`).
+//! Built once by the boot path (`start`) after the hypercall page, the heap,
+//! shared info, the grant table and event delivery are set up, and handed to
+//! the appliance's runtime. Its references are `'static`: what they point to
+//! (shared info, the grant table, the command line) lives as long as the
+//! domain. There is no public constructor: only the boot path makes one.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -70,7 +72,10 @@ fn evtchn_op<T>(cmd: u32, arg: &mut T) -> Result<(), XenError> {
     // SAFETY: `arg` is the `evtchn_*` struct for `cmd` (each caller pairs
     // them), valid for reads and writes across the call.
     let ret = unsafe {
-        hypercall(hypercall::EVENT_CHANNEL_OP, [cmd.into(), arg as *mut T as u64, 0, 0, 0])
+        hypercall(
+            hypercall::EVENT_CHANNEL_OP,
+            [cmd.into(), arg as *mut T as u64, 0, 0, 0],
+        )
     };
     result(ret)
 }
@@ -84,18 +89,30 @@ fn result(ret: i64) -> Result<(), XenError> {
 }
 
 fn bind_virq(virq: Virq) -> Result<Port, XenError> {
-    let mut arg = EvtchnBindVirq { virq: virq as u32, vcpu: 0, port: 0 };
+    let mut arg = EvtchnBindVirq {
+        virq: virq as u32,
+        vcpu: 0,
+        port: 0,
+    };
     evtchn_op(EVTCHNOP_BIND_VIRQ, &mut arg)?;
     Ok(Port(arg.port))
 }
 
 /// `HVMOP_get_param` for this domain.
 pub(crate) fn hvm_get_param(index: u32) -> Result<u64, XenError> {
-    let mut arg = XenHvmParam { domid: DOMID_SELF, pad: 0, index, value: 0 };
+    let mut arg = XenHvmParam {
+        domid: DOMID_SELF,
+        pad: 0,
+        index,
+        value: 0,
+    };
     // SAFETY: `arg` is a valid `xen_hvm_param` for HVMOP_get_param, which
     // writes `value`; it lives across the call.
     let ret = unsafe {
-        hypercall(hypercall::HVM_OP, [HVMOP_GET_PARAM.into(), &mut arg as *mut _ as u64, 0, 0, 0])
+        hypercall(
+            hypercall::HVM_OP,
+            [HVMOP_GET_PARAM.into(), &mut arg as *mut _ as u64, 0, 0, 0],
+        )
     };
     result(ret)?;
     Ok(arg.value)
@@ -109,17 +126,26 @@ fn ring_page(pfn_param: u32, evtchn_param: u32) -> Result<RingPage, XenError> {
     // The boot page tables identity-map the first IDENTITY_MAP_GIB GiB; a
     // frame beyond (or 0: not set up) cannot be used.
     let limit = super::boot::IDENTITY_MAP_GIB << 30;
-    let address = pfn.checked_mul(PAGE_SIZE as u64).filter(|&a| a != 0 && a < limit);
+    let address = pfn
+        .checked_mul(PAGE_SIZE as u64)
+        .filter(|&a| a != 0 && a < limit);
     let (Some(address), Ok(port)) = (address, u32::try_from(port)) else {
         return Err(XenError::EINVAL);
     };
     let page = NonNull::new(address as *mut u8).ok_or(XenError::EINVAL)?;
-    Ok(RingPage { page, port: Port(port) })
+    Ok(RingPage {
+        page,
+        port: Port(port),
+    })
 }
 
 impl Hypervisor for Pvh {
     fn evtchn_alloc_unbound(&self, remote: DomId) -> Result<Port, XenError> {
-        let mut arg = EvtchnAllocUnbound { dom: DOMID_SELF, remote_dom: remote.0, port: 0 };
+        let mut arg = EvtchnAllocUnbound {
+            dom: DOMID_SELF,
+            remote_dom: remote.0,
+            port: 0,
+        };
         evtchn_op(EVTCHNOP_ALLOC_UNBOUND, &mut arg)?;
         Ok(Port(arg.port))
     }
@@ -179,7 +205,7 @@ impl Hypervisor for Pvh {
 
     fn free_page(&self, page: Page) {
         assert!(
-            page.ptr.as_ptr() as usize % PAGE_SIZE == 0
+            (page.ptr.as_ptr() as usize).is_multiple_of(PAGE_SIZE)
                 && page.gfn.0 == page.ptr.as_ptr() as u64 / PAGE_SIZE as u64,
             "free_page: not a page from alloc_page"
         );
@@ -203,7 +229,12 @@ impl Hypervisor for Pvh {
     fn block(&self, deadline_ns: Option<u64>) {
         // Interrupts are off everywhere but inside `enable_interrupts_and_halt`.
         cpu::cli();
-        if self.vcpu_info().evtchn_upcall_pending.load(Ordering::Acquire) != 0 {
+        if self
+            .vcpu_info()
+            .evtchn_upcall_pending
+            .load(Ordering::Acquire)
+            != 0
+        {
             return;
         }
         if let Some(deadline) = deadline_ns {
@@ -212,13 +243,23 @@ impl Hypervisor for Pvh {
             }
             // flags 0: a deadline that passes before Xen arms the timer fires
             // at once instead of failing with ETIME.
-            let mut arg = VcpuSetSingleshotTimer { timeout_abs_ns: deadline, flags: 0, _pad: 0 };
+            let mut arg = VcpuSetSingleshotTimer {
+                timeout_abs_ns: deadline,
+                flags: 0,
+                _pad: 0,
+            };
             // SAFETY: `arg` is a valid `vcpu_set_singleshot_timer` for vCPU 0,
             // read by Xen during the call.
             let ret = unsafe {
                 hypercall(
                     hypercall::VCPU_OP,
-                    [VCPUOP_SET_SINGLESHOT_TIMER.into(), 0, &mut arg as *mut _ as u64, 0, 0],
+                    [
+                        VCPUOP_SET_SINGLESHOT_TIMER.into(),
+                        0,
+                        &mut arg as *mut _ as u64,
+                        0,
+                        0,
+                    ],
                 )
             };
             if ret < 0 {
