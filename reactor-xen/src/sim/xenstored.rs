@@ -1073,6 +1073,34 @@ impl XenstoredState {
     }
 }
 
+impl super::SimXen {
+    /// Runs `f` on the store of the sim's xenstore daemon: the direct access
+    /// of the toolstack and of dom0's backends ([`XenstoredState::write_as`]
+    /// and friends). Watch events it causes are delivered the next time the
+    /// world runs its daemons (its next poll or park).
+    ///
+    /// # Examples
+    /// ```
+    /// use ringlet_xen::hypervisor::DomId;
+    /// use ringlet_xen::sim::{DomainConfig, SimConfig, SimXen};
+    ///
+    /// let sim = SimXen::new(SimConfig::new(1).quiet());
+    /// let guest = sim.create_domain(DomainConfig::new("guest"));
+    /// let home = format!("/local/domain/{}", guest.id().0);
+    /// sim.xenstore(|xs| xs.write_as(DomId::DOM0, &format!("{home}/data/k"), b"v")).unwrap();
+    /// assert_eq!(sim.xenstore(|xs| xs.read_as(guest.id(), "data/k")), Ok(b"v".to_vec()));
+    /// ```
+    pub fn xenstore<R>(&self, f: impl FnOnce(&mut XenstoredState) -> R) -> R {
+        f(self.world.xenstored.borrow_mut().state_mut())
+    }
+
+    /// Runs `f` on the sim's xenstore daemon itself (its connections:
+    /// [`XenstoreRingServer::broken`], [`XenstoreRingServer::events_dropped`]).
+    pub fn xenstore_server<R>(&self, f: impl FnOnce(&mut XenstoreRingServer) -> R) -> R {
+        f(&mut self.world.xenstored.borrow_mut())
+    }
+}
+
 fn watch_event(path: &str, token: &str) -> Vec<u8> {
     let mut p = Vec::with_capacity(path.len() + token.len() + 2);
     p.extend_from_slice(path.as_bytes());
@@ -1095,8 +1123,9 @@ enum Malformation {
     StrayId,
     /// The reply's type is changed to another request's type.
     WrongType,
-    /// The reply loses its final NUL (or, if it had none, gains a stray byte
-    /// that makes an `OK`/number reply invalid; `XS_READ` values are opaque).
+    /// The reply loses its final NUL. (A reply without one, an `XS_READ`
+    /// value, is opaque: no client could tell a changed byte, so it gets a
+    /// wrong type instead.)
     Unterminated,
     /// The reply becomes an `XS_ERROR` with an unknown errno name.
     GarbageErrno,
@@ -1394,16 +1423,12 @@ fn malform(kind: Malformation, deliveries: &mut Vec<Delivery>, i: usize) {
             };
             deliveries[i].msg = message_raw(h, &payload);
         }
-        Malformation::Unterminated => {
-            let mut p = payload;
-            if p.last() == Some(&0) {
-                p.pop();
-            } else {
-                p.push(b'!');
-            }
+        Malformation::Unterminated if payload.last() == Some(&0) => {
+            let p = &payload[..payload.len() - 1];
             h.len = p.len() as u32;
-            deliveries[i].msg = message_raw(h, &p);
+            deliveries[i].msg = message_raw(h, p);
         }
+        Malformation::Unterminated => malform(Malformation::WrongType, deliveries, i),
         Malformation::GarbageErrno => {
             h.type_ = XsdSockmsgType::Error as u32;
             h.len = 7;

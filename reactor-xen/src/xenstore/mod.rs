@@ -5,6 +5,18 @@
 //! - [`wire`]: encode requests, decode and validate replies (sans-IO);
 //! - [`ring`]: copy bytes through the shared `req`/`rsp` rings, reassemble
 //!   messages;
+//! - [`client`]: [`Xenstore`], the async client over a [`Guest`]'s xenstore
+//!   ring and port: requests in flight matched by id, watches as streams,
+//!   transactions retried on conflict.
+//!
+//! [`Guest`]: crate::guest::Guest
 
+pub mod client;
 pub mod ring;
 pub mod wire;
+
+pub use client::{
+    ConnectError, RequestError, Transaction, TransactionError, Watch, WatchError, WatchEvent,
+    Xenstore, XenstoreStats,
+};
+pub use wire::{Access, Permission, ProtocolError, XenstoreError};
