@@ -272,6 +272,13 @@ impl GrantMapping {
         }
     }
 
+    /// The world the mapping lives in.
+    pub fn sim(&self) -> super::SimXen {
+        super::SimXen {
+            world: self.world.clone(),
+        }
+    }
+
     /// The domain that granted the page.
     pub fn granter(&self) -> DomId {
         self.granter

@@ -47,7 +47,9 @@ use crate::guest::Guest;
 use crate::hypervisor::{DomId, Hypervisor};
 
 mod console;
+pub mod backring;
 pub mod domain;
+pub mod echo;
 pub mod evtchn;
 pub mod faults;
 #[allow(unsafe_code)]
@@ -327,6 +329,12 @@ impl SimXen {
     /// seeded from the run's seed and the label only.
     pub fn prng(&self, label: &str) -> Prng {
         Prng::for_part(self.seed(), label)
+    }
+
+    /// A new generator for a part made at run time (a ring, a connection):
+    /// the n-th call of a run always gives the same generator.
+    pub fn fork_prng(&self) -> Prng {
+        self.world.state.borrow_mut().fork_prng.fork()
     }
 
     /// Whether the fault `site` fires now against `dom` (recorded in the

@@ -44,6 +44,8 @@ pub(crate) struct State {
     queue: BTreeMap<(u64, u64), Scheduled>,
     pub(crate) faults: Faults,
     pub(crate) fault_prng: Prng,
+    /// Hands out generators to parts made at run time (each back ring).
+    pub(crate) fork_prng: Prng,
     pub(crate) domains: BTreeMap<DomId, DomainState>,
     pub(crate) next_domid: u16,
     pub(crate) generation: u64,
@@ -62,6 +64,7 @@ impl State {
             queue: BTreeMap::new(),
             faults,
             fault_prng: Prng::for_part(seed, "fault-sites"),
+            fork_prng: Prng::for_part(seed, "forks"),
             domains: BTreeMap::new(),
             next_domid: 0,
             generation: 0,
