@@ -590,3 +590,340 @@ impl Future for Wait<'_> {
         self.ch.poll_wait(cx)
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::testing::{counting_waker, Call, MockXen};
+    use alloc::boxed::Box;
+    use alloc::collections::BTreeSet;
+    use alloc::vec;
+    use futures::StreamExt;
+
+    fn set_pending(si: &SharedInfo, port: u32) {
+        let (w, bit) = word_bit(Port(port));
+        si.evtchn_pending[w].fetch_or(bit, Ordering::SeqCst);
+        si.vcpu_info[0]
+            .evtchn_pending_sel
+            .fetch_or(1 << w, Ordering::SeqCst);
+        si.vcpu_info[0]
+            .evtchn_upcall_pending
+            .store(1, Ordering::SeqCst);
+    }
+
+    fn run(si: &SharedInfo) -> (Vec<u32>, DemuxStats) {
+        let mut got = Vec::new();
+        let s = demux(si, &si.vcpu_info[0], |p| got.push(p.0));
+        (got, s)
+    }
+
+    #[test]
+    fn demux_delivers_and_clears_as_xen_set_them() {
+        let si = Box::new(SharedInfo::default());
+        for p in [3, 69, 64 + 63, 4095] {
+            set_pending(&si, p);
+        }
+        let (got, s) = run(&si);
+        assert_eq!(got, vec![3, 69, 127, 4095]);
+        assert_eq!(s.words_scanned, 3);
+        assert_eq!(s.ports_delivered, 4);
+        assert!(si
+            .evtchn_pending
+            .iter()
+            .all(|w| w.load(Ordering::SeqCst) == 0));
+        let v = &si.vcpu_info[0];
+        assert_eq!(v.evtchn_pending_sel.load(Ordering::SeqCst), 0);
+        assert_eq!(v.evtchn_upcall_pending.load(Ordering::SeqCst), 0);
+        // Nothing left: a second pass reads nothing.
+        assert_eq!(run(&si), (vec![], DemuxStats::default()));
+    }
+
+    #[test]
+    fn masked_ports_stay_pending_and_are_not_delivered() {
+        let si = Box::new(SharedInfo::default());
+        mask_port(&si, Port(5));
+        set_pending(&si, 5);
+        set_pending(&si, 6);
+        let (got, s) = run(&si);
+        assert_eq!(got, vec![6]);
+        assert_eq!(s.words_scanned, 1);
+        assert_eq!(si.evtchn_pending[0].load(Ordering::SeqCst), 1 << 5);
+        // Unmask re-checks and reports it (and clears it).
+        assert!(unmask_port(&si, Port(5)));
+        assert_eq!(si.evtchn_pending[0].load(Ordering::SeqCst), 0);
+        assert!(!unmask_port(&si, Port(5)));
+    }
+
+    #[test]
+    fn cost_is_the_selected_words_only() {
+        let si = Box::new(SharedInfo::default());
+        // Pending bits in every word, but Xen selected only words 7 and 40.
+        for w in 0..64 {
+            si.evtchn_pending[w].store(u64::MAX, Ordering::SeqCst);
+        }
+        si.vcpu_info[0]
+            .evtchn_pending_sel
+            .store((1 << 7) | (1 << 40), Ordering::SeqCst);
+        let (got, s) = run(&si);
+        assert_eq!(s.words_scanned, 2);
+        assert_eq!(got.len(), 128);
+        assert!(got.iter().all(|p| p / 64 == 7 || p / 64 == 40));
+        // An empty selector costs no word at all.
+        let (got, s) = run(&si);
+        assert!(got.is_empty());
+        assert_eq!(s.words_scanned, 0);
+    }
+
+    #[test]
+    fn event_before_the_first_wait_is_not_lost() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        let ch = EventChannel::alloc_unbound(&g, DomId(0)).unwrap();
+        xen.raise(ch.port());
+        g.demux();
+        let (w, count) = counting_waker();
+        let mut cx = Context::from_waker(&w);
+        assert_eq!(ch.poll_wait(&mut cx), Poll::Ready(()));
+        assert_eq!(ch.poll_wait(&mut cx), Poll::Pending);
+        assert_eq!(count.get(), 0);
+    }
+
+    #[test]
+    fn waiter_is_woken_once_per_delivery() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        let ch = EventChannel::alloc_unbound(&g, DomId(0)).unwrap();
+        let (w, count) = counting_waker();
+        let mut cx = Context::from_waker(&w);
+        assert_eq!(ch.poll_wait(&mut cx), Poll::Pending);
+        assert_eq!(g.demux().ports_delivered, 0);
+        assert_eq!(count.get(), 0);
+        // Two raises before a demux coalesce (one pending bit).
+        xen.raise(ch.port());
+        xen.raise(ch.port());
+        g.demux();
+        assert_eq!(count.get(), 1);
+        assert!(ch.has_event());
+        assert_eq!(ch.poll_wait(&mut cx), Poll::Ready(()));
+        assert!(!ch.has_event());
+        // The waker was consumed by the wake: a new event without a new
+        // registration wakes nobody but is still seen.
+        xen.raise(ch.port());
+        g.demux();
+        assert_eq!(count.get(), 1);
+        assert_eq!(ch.poll_wait(&mut cx), Poll::Ready(()));
+        assert_eq!(g.event_stats().delivered, 2);
+    }
+
+    #[test]
+    fn mask_unmask_race_delivers_on_unmask() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        let ch = EventChannel::alloc_unbound(&g, DomId(0)).unwrap();
+        let (w, count) = counting_waker();
+        let mut cx = Context::from_waker(&w);
+        assert_eq!(ch.poll_wait(&mut cx), Poll::Pending);
+        ch.mask();
+        xen.raise(ch.port()); // pending, but masked: no selector, no upcall
+        assert!(!g.upcall_pending());
+        assert_eq!(g.demux().ports_delivered, 0);
+        assert_eq!(count.get(), 0);
+        ch.unmask();
+        assert_eq!(count.get(), 1);
+        assert_eq!(g.event_stats().delivered_on_unmask, 1);
+        assert_eq!(ch.poll_wait(&mut cx), Poll::Ready(()));
+        // The pending bit was consumed: the next demux delivers nothing.
+        assert_eq!(g.demux().ports_delivered, 0);
+        // Unmask with nothing pending delivers nothing.
+        ch.unmask();
+        assert_eq!(count.get(), 1);
+    }
+
+    #[test]
+    fn attach_keeps_events_that_came_first() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        xen.raise(Port(1));
+        g.demux();
+        assert_eq!(g.event_stats().unclaimed, 1);
+        let ch = g.xenstore_channel().unwrap();
+        assert_eq!(ch.port(), Port(1));
+        let (w, _) = counting_waker();
+        assert_eq!(ch.poll_wait(&mut Context::from_waker(&w)), Poll::Ready(()));
+        drop(ch);
+        assert!(
+            !xen.calls.borrow().contains(&Call::Close(Port(1))),
+            "toolstack ports are never closed"
+        );
+    }
+
+    #[test]
+    fn fresh_binding_forgets_an_earlier_use_of_the_port() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        xen.raise(Port(10));
+        g.demux();
+        let ch = EventChannel::alloc_unbound(&g, DomId(0)).unwrap();
+        assert_eq!(ch.port(), Port(10));
+        let (w, _) = counting_waker();
+        assert_eq!(ch.poll_wait(&mut Context::from_waker(&w)), Poll::Pending);
+    }
+
+    #[test]
+    fn every_handle_sees_every_event() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        let a = EventChannel::alloc_unbound(&g, DomId(0)).unwrap();
+        let b = a.try_clone().unwrap();
+        let (wa, ca) = counting_waker();
+        let (wb, cb) = counting_waker();
+        assert!(a.poll_wait(&mut Context::from_waker(&wa)).is_pending());
+        assert!(b.poll_wait(&mut Context::from_waker(&wb)).is_pending());
+        xen.raise(a.port());
+        g.demux();
+        assert_eq!((ca.get(), cb.get()), (1, 1));
+        assert!(a.poll_wait(&mut Context::from_waker(&wa)).is_ready());
+        assert!(b.poll_wait(&mut Context::from_waker(&wb)).is_ready());
+        let c = a.try_clone().unwrap();
+        let d = a.try_clone().unwrap();
+        assert_eq!(
+            a.try_clone().unwrap_err(),
+            BindError::TooManyHandles(a.port())
+        );
+        drop(c);
+        let _e = d.try_clone().unwrap();
+        // Dropping some handles does not close the port.
+        drop(b);
+        drop(d);
+        assert!(!xen
+            .calls
+            .borrow()
+            .iter()
+            .any(|c| matches!(c, Call::Close(_))));
+    }
+
+    #[test]
+    fn last_handle_closes_masks_and_clears() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        let ch = EventChannel::alloc_unbound(&g, DomId(2)).unwrap();
+        let p = ch.port();
+        let ch2 = ch.try_clone().unwrap();
+        ch.mask();
+        xen.raise(p);
+        assert!(ch.close().is_ok());
+        assert!(!xen.calls.borrow().contains(&Call::Close(p)));
+        drop(ch2);
+        assert_eq!(xen.calls.borrow().last(), Some(&Call::Close(p)));
+        let (w, bit) = word_bit(p);
+        assert_eq!(
+            xen.shared().evtchn_pending[w].load(Ordering::SeqCst) & bit,
+            0
+        );
+        assert_ne!(xen.shared().evtchn_mask[w].load(Ordering::SeqCst) & bit, 0);
+    }
+
+    #[test]
+    fn bind_errors() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        xen.fail_next_bind.set(Some(XenError::ENOSPC));
+        assert_eq!(
+            EventChannel::bind_virq(&g, Virq::Timer).unwrap_err(),
+            BindError::Hypervisor(XenError::ENOSPC)
+        );
+        xen.next_bind_port.set(Some(5000));
+        assert_eq!(
+            EventChannel::bind_interdomain(&g, DomId(0), Port(3)).unwrap_err(),
+            BindError::PortOutOfRange(Port(5000))
+        );
+        assert_eq!(xen.calls.borrow().last(), Some(&Call::Close(Port(5000))));
+        let a = EventChannel::alloc_unbound(&g, DomId(0)).unwrap();
+        xen.next_bind_port.set(Some(a.port().0));
+        assert_eq!(
+            EventChannel::alloc_unbound(&g, DomId(0)).unwrap_err(),
+            BindError::PortInUse(a.port())
+        );
+        assert_eq!(
+            EventChannel::attach(&g, Port(4096)).unwrap_err(),
+            BindError::PortOutOfRange(Port(4096))
+        );
+    }
+
+    #[test]
+    fn notify_sends_and_virq_binds() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        let ch = EventChannel::bind_virq(&g, Virq::Timer).unwrap();
+        ch.notify().unwrap();
+        assert_eq!(
+            &xen.calls.borrow()[..],
+            &[
+                Call::BindVirq(Virq::Timer, ch.port()),
+                Call::Send(ch.port())
+            ]
+        );
+    }
+
+    #[test]
+    fn stream_yields_per_coalesced_batch() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        let mut ch = EventChannel::alloc_unbound(&g, DomId(0)).unwrap();
+        let (w, count) = counting_waker();
+        let mut cx = Context::from_waker(&w);
+        assert_eq!(ch.poll_next_unpin(&mut cx), Poll::Pending);
+        xen.raise(ch.port());
+        g.demux();
+        assert_eq!(count.get(), 1);
+        assert_eq!(ch.poll_next_unpin(&mut cx), Poll::Ready(Some(())));
+        assert_eq!(ch.poll_next_unpin(&mut cx), Poll::Pending);
+        let mut wait = core::pin::pin!(ch.wait());
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+        xen.raise(ch.port());
+        g.demux();
+        assert!(wait.as_mut().poll(&mut cx).is_ready());
+    }
+
+    proptest::proptest! {
+        /// The event bitmap against a model: every raised, unmasked port is
+        /// delivered exactly once by the demux, masked ones exactly once on
+        /// unmask; the demux reads exactly the words holding unmasked events.
+        #[test]
+        fn bitmap_matches_model(
+            raised in proptest::collection::vec(0u32..4096, 0..200),
+            masked in proptest::collection::btree_set(0u32..4096, 0..64),
+        ) {
+            let si = Box::new(SharedInfo::default());
+            for &m in &masked {
+                mask_port(&si, Port(m));
+            }
+            // Xen's side (evtchn_2l_set_pending).
+            for &p in &raised {
+                let (w, bit) = word_bit(Port(p));
+                let was = si.evtchn_pending[w].fetch_or(bit, Ordering::SeqCst);
+                if was & bit == 0 && si.evtchn_mask[w].load(Ordering::SeqCst) & bit == 0 {
+                    si.vcpu_info[0].evtchn_pending_sel.fetch_or(1 << w, Ordering::SeqCst);
+                    si.vcpu_info[0].evtchn_upcall_pending.store(1, Ordering::SeqCst);
+                }
+            }
+            let raised: BTreeSet<u32> = raised.into_iter().collect();
+            let expect: BTreeSet<u32> = raised.difference(&masked).copied().collect();
+            let words: BTreeSet<u32> = expect.iter().map(|p| p / 64).collect();
+            let (got, s) = run(&si);
+            proptest::prop_assert_eq!(got.len(), expect.len(), "no duplicates");
+            proptest::prop_assert_eq!(got.iter().copied().collect::<BTreeSet<_>>(), expect);
+            proptest::prop_assert_eq!(s.words_scanned as usize, words.len());
+            let mut late = BTreeSet::new();
+            for &m in &masked {
+                if unmask_port(&si, Port(m)) {
+                    late.insert(m);
+                }
+            }
+            let expect_late: BTreeSet<u32> = raised.intersection(&masked).copied().collect();
+            proptest::prop_assert_eq!(late, expect_late);
+            proptest::prop_assert!(si.evtchn_pending.iter().all(|w| w.load(Ordering::SeqCst) == 0));
+            proptest::prop_assert_eq!(run(&si).0.len(), 0);
+        }
+    }
+}

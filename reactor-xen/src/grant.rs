@@ -198,7 +198,11 @@ impl GrantTable {
             return Err(GrantError::Exhausted);
         };
         let idx = r as usize;
-        assert_eq!(self.state[idx], RefState::Free, "free list holds a used ref");
+        assert_eq!(
+            self.state[idx],
+            RefState::Free,
+            "free list holds a used ref"
+        );
         let e = &entries[idx];
         // Pair assertion with `end_access`: a free entry was ended with a
         // successful cmpxchg to 0, after which Xen sets no bits in it.
@@ -334,7 +338,9 @@ impl GrantedPage {
     }
 
     fn owned(&self) -> &OwnedPage {
-        self.page.as_ref().expect("GrantedPage holds its page until drop")
+        self.page
+            .as_ref()
+            .expect("GrantedPage holds its page until drop")
     }
 
     /// The grant reference to give the grantee (e.g. `ring-ref` in xenstore).
@@ -374,7 +380,10 @@ impl GrantedPage {
     pub fn end(mut self) -> Result<OwnedPage, (GrantedPage, EndAccessError)> {
         let r = self.owned().guest().end_access(self.gref);
         match r {
-            Ok(()) => Ok(self.page.take().expect("GrantedPage holds its page until drop")),
+            Ok(()) => Ok(self
+                .page
+                .take()
+                .expect("GrantedPage holds its page until drop")),
             Err(e) => Err((self, e)),
         }
     }
@@ -409,12 +418,18 @@ mod test {
         let r = t
             .grant_access(&e, DomId(3), Gfn(0x1234), Access::ReadWrite)
             .unwrap();
-        assert_eq!(r, GrantRef(GNTTAB_NR_RESERVED_ENTRIES), "reserved refs skipped");
+        assert_eq!(
+            r,
+            GrantRef(GNTTAB_NR_RESERVED_ENTRIES),
+            "reserved refs skipped"
+        );
         let ent = &e[r.0 as usize];
         assert_eq!(ent.frame.load(Ordering::Relaxed), 0x1234);
         assert_eq!(ent.domid.load(Ordering::Relaxed), 3);
         assert_eq!(ent.flags.load(Ordering::Relaxed), GTF_PERMIT_ACCESS);
-        let r2 = t.grant_access(&e, DomId(3), Gfn(7), Access::ReadOnly).unwrap();
+        let r2 = t
+            .grant_access(&e, DomId(3), Gfn(7), Access::ReadOnly)
+            .unwrap();
         assert_eq!(
             e[r2.0 as usize].flags.load(Ordering::Relaxed),
             GTF_PERMIT_ACCESS | GTF_READONLY
@@ -442,7 +457,10 @@ mod test {
     fn exhaustion_is_an_error_and_recovers() {
         let (mut t, e) = table(12);
         let refs: Vec<_> = (0..4)
-            .map(|i| t.grant_access(&e, DomId(0), Gfn(i), Access::ReadWrite).unwrap())
+            .map(|i| {
+                t.grant_access(&e, DomId(0), Gfn(i), Access::ReadWrite)
+                    .unwrap()
+            })
             .collect();
         assert_eq!(
             t.grant_access(&e, DomId(0), Gfn(9), Access::ReadWrite),
@@ -459,8 +477,12 @@ mod test {
     #[test]
     fn in_use_entry_is_not_ended_nor_reused() {
         let (mut t, e) = table(10); // two usable refs: 8 and 9
-        let a = t.grant_access(&e, DomId(1), Gfn(1), Access::ReadWrite).unwrap();
-        let b = t.grant_access(&e, DomId(1), Gfn(2), Access::ReadWrite).unwrap();
+        let a = t
+            .grant_access(&e, DomId(1), Gfn(1), Access::ReadWrite)
+            .unwrap();
+        let b = t
+            .grant_access(&e, DomId(1), Gfn(2), Access::ReadWrite)
+            .unwrap();
         // The backend maps `a` (Xen sets GTF_reading|GTF_writing).
         e[a.0 as usize]
             .flags
@@ -469,7 +491,10 @@ mod test {
         assert_eq!(t.stats().ends_in_use, 1);
         t.end_access(&e, b).unwrap();
         // Only `b` is reusable.
-        assert_eq!(t.grant_access(&e, DomId(1), Gfn(3), Access::ReadWrite), Ok(b));
+        assert_eq!(
+            t.grant_access(&e, DomId(1), Gfn(3), Access::ReadWrite),
+            Ok(b)
+        );
         assert_eq!(
             t.grant_access(&e, DomId(1), Gfn(4), Access::ReadWrite),
             Err(GrantError::Exhausted)
@@ -477,12 +502,19 @@ mod test {
         // Entry `a` still says what it said.
         assert_eq!(e[a.0 as usize].frame.load(Ordering::Relaxed), 1);
         // Only reading still set: still in use.
-        e[a.0 as usize].flags.fetch_and(!GTF_WRITING, Ordering::SeqCst);
+        e[a.0 as usize]
+            .flags
+            .fetch_and(!GTF_WRITING, Ordering::SeqCst);
         assert_eq!(t.end_access(&e, a), Err(EndAccessError::InUse(a)));
         // Backend unmaps: end succeeds, ref comes back.
-        e[a.0 as usize].flags.fetch_and(!GTF_READING, Ordering::SeqCst);
+        e[a.0 as usize]
+            .flags
+            .fetch_and(!GTF_READING, Ordering::SeqCst);
         t.end_access(&e, a).unwrap();
-        assert_eq!(t.grant_access(&e, DomId(1), Gfn(5), Access::ReadOnly), Ok(a));
+        assert_eq!(
+            t.grant_access(&e, DomId(1), Gfn(5), Access::ReadOnly),
+            Ok(a)
+        );
     }
 
     #[test]
@@ -504,5 +536,99 @@ mod test {
             Err(GrantError::Exhausted)
         );
         let _ = vec![0u8; 0];
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Grant(u8, bool),
+        End(u8),
+        Map(u8, bool),
+        Unmap(u8),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => (any::<u8>(), any::<bool>()).prop_map(|(d, ro)| Op::Grant(d, ro)),
+            2 => any::<u8>().prop_map(Op::End),
+            1 => (any::<u8>(), any::<bool>()).prop_map(|(i, w)| Op::Map(i, w)),
+            1 => any::<u8>().prop_map(Op::Unmap),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The allocator against a model of the grantee (which maps and
+        /// unmaps as Xen lets it): refs are unique while granted, an entry in
+        /// use is never ended nor reused, exhaustion happens exactly at
+        /// capacity, and entries say what was granted.
+        #[test]
+        fn allocator_matches_model(ops in proptest::collection::vec(op(), 1..300)) {
+            use alloc::collections::BTreeMap;
+            const N: usize = 24;
+            let (mut t, e) = table(N);
+            // ref -> (domid, frame, readonly, mapped)
+            let mut model: BTreeMap<u32, (u16, u32, bool, bool)> = BTreeMap::new();
+            let mut frame = 0u32;
+            for op in ops {
+                let nth = |i: u8, m: &BTreeMap<u32, (u16, u32, bool, bool)>| {
+                    m.keys().nth(usize::from(i) % m.len().max(1)).copied()
+                };
+                match op {
+                    Op::Grant(d, ro) => {
+                        frame += 1;
+                        let acc = if ro { Access::ReadOnly } else { Access::ReadWrite };
+                        match t.grant_access(&e, DomId(u16::from(d)), Gfn(u64::from(frame)), acc) {
+                            Ok(r) => {
+                                proptest::prop_assert!(r.0 >= GNTTAB_NR_RESERVED_ENTRIES && (r.0 as usize) < N);
+                                proptest::prop_assert!(model.insert(r.0, (u16::from(d), frame, ro, false)).is_none());
+                            }
+                            Err(GrantError::Exhausted) => {
+                                proptest::prop_assert_eq!(model.len(), N - 8);
+                            }
+                            Err(x) => proptest::prop_assert!(false, "{:?}", x),
+                        }
+                    }
+                    Op::End(i) => {
+                        if let Some(r) = nth(i, &model) {
+                            let mapped = model[&r].3;
+                            let res = t.end_access(&e, GrantRef(r));
+                            if mapped {
+                                proptest::prop_assert_eq!(res, Err(EndAccessError::InUse(GrantRef(r))));
+                            } else {
+                                proptest::prop_assert_eq!(res, Ok(()));
+                                model.remove(&r);
+                                proptest::prop_assert_eq!(e[r as usize].flags.load(Ordering::SeqCst), 0);
+                            }
+                        }
+                    }
+                    Op::Map(i, w) => {
+                        // Xen's check: permit set, and not read-only for a write.
+                        if let Some(r) = nth(i, &model) {
+                            let ent = model.get_mut(&r).unwrap();
+                            if !(w && ent.2) {
+                                let set = if w { GTF_READING | GTF_WRITING } else { GTF_READING };
+                                e[r as usize].flags.fetch_or(set, Ordering::SeqCst);
+                                ent.3 = true;
+                            }
+                        }
+                    }
+                    Op::Unmap(i) => {
+                        if let Some(r) = nth(i, &model) {
+                            e[r as usize].flags.fetch_and(!(GTF_READING | GTF_WRITING), Ordering::SeqCst);
+                            model.get_mut(&r).unwrap().3 = false;
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(t.stats().granted as usize, model.len());
+                for (&r, &(d, f, ro, _)) in &model {
+                    let ent = &e[r as usize];
+                    proptest::prop_assert_eq!(ent.domid.load(Ordering::SeqCst), d);
+                    proptest::prop_assert_eq!(ent.frame.load(Ordering::SeqCst), f);
+                    let fl = ent.flags.load(Ordering::SeqCst);
+                    proptest::prop_assert!(fl & GTF_PERMIT_ACCESS != 0);
+                    proptest::prop_assert_eq!(fl & GTF_READONLY != 0, ro);
+                }
+            }
+        }
     }
 }

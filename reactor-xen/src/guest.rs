@@ -144,8 +144,12 @@ impl Guest {
     /// [`demux`](Self::demux): there is work for it.
     pub fn upcall_pending(&self) -> bool {
         let v = self.inner.hv.vcpu_info();
-        v.evtchn_upcall_pending.load(core::sync::atomic::Ordering::Acquire) != 0
-            || v.evtchn_pending_sel.load(core::sync::atomic::Ordering::Acquire) != 0
+        v.evtchn_upcall_pending
+            .load(core::sync::atomic::Ordering::Acquire)
+            != 0
+            || v.evtchn_pending_sel
+                .load(core::sync::atomic::Ordering::Acquire)
+                != 0
     }
 
     /// Event-channel counters.
@@ -240,7 +244,10 @@ impl Guest {
 
     // ----- toolstack rings -----
 
-    fn ring(cell: &OnceCell<Result<RingPage, XenError>>, get: impl FnOnce() -> Result<RingPage, XenError>) -> Result<RingPage, XenError> {
+    fn ring(
+        cell: &OnceCell<Result<RingPage, XenError>>,
+        get: impl FnOnce() -> Result<RingPage, XenError>,
+    ) -> Result<RingPage, XenError> {
         *cell.get_or_init(get)
     }
 
@@ -281,5 +288,111 @@ impl Guest {
         let r = Self::ring(&self.inner.console, || self.inner.hv.console_ring())
             .map_err(DeviceRingError::Hypervisor)?;
         EventChannel::attach(self, r.port).map_err(DeviceRingError::Bind)
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::abi::grant_table::{GTF_READING, GTF_WRITING};
+    use crate::testing::{MockXen, MOCK_GRANT_ENTRIES};
+    use alloc::vec::Vec;
+    use core::sync::atomic::Ordering;
+
+    #[test]
+    fn granted_page_lifecycle() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        let base = xen.pages_in_use();
+        let p = g.share_page(DomId(0), Access::ReadOnly).unwrap();
+        assert_eq!(xen.pages_in_use(), base + 1);
+        assert_eq!(p.access(), Access::ReadOnly);
+        p.mem().write(0, b"hello");
+        // The back end maps it read-only; a write mapping is refused.
+        assert!(xen.map_grant(p.grant_ref(), DomId(0), true).is_none());
+        assert!(xen.map_grant(p.grant_ref(), DomId(1), false).is_none());
+        let m = xen.map_grant(p.grant_ref(), DomId(0), false).unwrap();
+        let mut b = [0u8; 5];
+        m.read(0, &mut b);
+        assert_eq!(&b, b"hello");
+        // Still mapped: ending fails, the page comes back granted.
+        let gref = p.grant_ref();
+        let (p, e) = p.end().unwrap_err();
+        assert_eq!(e, EndAccessError::InUse(gref));
+        xen.unmap_grant(gref);
+        let page = p.end().unwrap();
+        assert_eq!(xen.entry(gref).flags.load(Ordering::SeqCst), 0);
+        assert_eq!(g.grant_stats().granted, 0);
+        drop(page);
+        assert_eq!(xen.pages_in_use(), base);
+    }
+
+    #[test]
+    fn dropped_in_use_page_is_deferred_not_freed_or_reused() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        let base = xen.pages_in_use();
+        let p = g.share_page(DomId(0), Access::ReadWrite).unwrap();
+        let gref = p.grant_ref();
+        let _m = xen.map_grant(gref, DomId(0), true).unwrap();
+        drop(p);
+        assert_eq!(xen.pages_in_use(), base + 1, "still mapped: not freed");
+        assert_eq!(g.grant_stats().deferred, 1);
+        assert_eq!(g.reclaim_grants(), 0);
+        // Every other ref can be used; the deferred one is not handed out.
+        let usable = MOCK_GRANT_ENTRIES - 8;
+        let others: Vec<_> = (0..usable - 1)
+            .map(|_| g.share_page(DomId(0), Access::ReadWrite).unwrap())
+            .collect();
+        assert!(others.iter().all(|o| o.grant_ref() != gref));
+        assert_eq!(
+            g.share_page(DomId(0), Access::ReadWrite).unwrap_err(),
+            SharePageError::Grant(GrantError::Exhausted)
+        );
+        // The back end lets go: the next grant reclaims the deferred one.
+        xen.unmap_grant(gref);
+        let again = g.share_page(DomId(0), Access::ReadWrite).unwrap();
+        assert_eq!(again.grant_ref(), gref);
+        assert_eq!(g.grant_stats().deferred, 0);
+        drop(again);
+        drop(others);
+        assert_eq!(xen.pages_in_use(), base);
+        assert_eq!(g.grant_stats().granted, 0);
+    }
+
+    #[test]
+    fn in_use_bits_set_by_xen_block_end() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        let r = g
+            .grant_access(DomId(4), Gfn(0x42), Access::ReadWrite)
+            .unwrap();
+        xen.entry(r).flags.fetch_or(GTF_WRITING, Ordering::SeqCst);
+        assert_eq!(g.end_access(r), Err(EndAccessError::InUse(r)));
+        xen.entry(r).flags.fetch_and(!GTF_WRITING, Ordering::SeqCst);
+        xen.entry(r).flags.fetch_or(GTF_READING, Ordering::SeqCst);
+        assert_eq!(g.end_access(r), Err(EndAccessError::InUse(r)));
+        xen.entry(r).flags.fetch_and(!GTF_READING, Ordering::SeqCst);
+        assert_eq!(g.end_access(r), Ok(()));
+    }
+
+    #[test]
+    fn toolstack_rings() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        let mem = g.xenstore_mem().unwrap();
+        assert_eq!(mem.len(), crate::hypervisor::PAGE_SIZE);
+        mem.write(0, &[1, 2, 3]);
+        let mut b = [0u8; 3];
+        g.xenstore_mem().unwrap().read(0, &mut b);
+        assert_eq!(b, [1, 2, 3]);
+        assert_eq!(g.console_mem().unwrap_err(), XenError::ENOENT);
+        assert_eq!(
+            g.console_channel().unwrap_err(),
+            DeviceRingError::Hypervisor(XenError::ENOENT)
+        );
+        let a = g.xenstore_channel().unwrap();
+        assert_eq!(a.port(), crate::hypervisor::Port(1));
+        assert!(g.clone().ptr_eq(&g));
     }
 }

@@ -141,7 +141,7 @@ impl<'a> SharedMem<'a> {
         // `buf.len()` bytes of reads per `new`'s contract.
         let src = unsafe { self.ptr.as_ptr().add(offset) };
         let mut i = 0;
-        while i < buf.len() && (src as usize + i) % 8 != 0 {
+        while i < buf.len() && !(src as usize + i).is_multiple_of(8) {
             // SAFETY: `i < buf.len()`, in bounds; a byte needs no alignment.
             buf[i] = unsafe { src.add(i).read_volatile() };
             i += 1;
@@ -169,7 +169,7 @@ impl<'a> SharedMem<'a> {
         // SAFETY: in bounds (checked above), valid for writes per `new`.
         let dst = unsafe { self.ptr.as_ptr().add(offset) };
         let mut i = 0;
-        while i < data.len() && (dst as usize + i) % 8 != 0 {
+        while i < data.len() && !(dst as usize + i).is_multiple_of(8) {
             // SAFETY: `i < data.len()`, in bounds.
             unsafe { dst.add(i).write_volatile(data[i]) };
             i += 1;
@@ -178,7 +178,11 @@ impl<'a> SharedMem<'a> {
             let mut w = [0u8; 8];
             w.copy_from_slice(&data[i..i + 8]);
             // SAFETY: `dst + i` is 8-aligned and `i + 8` is in bounds.
-            unsafe { dst.add(i).cast::<u64>().write_volatile(u64::from_ne_bytes(w)) };
+            unsafe {
+                dst.add(i)
+                    .cast::<u64>()
+                    .write_volatile(u64::from_ne_bytes(w))
+            };
             i += 8;
         }
         while i < data.len() {
@@ -210,7 +214,7 @@ impl<'a> SharedMem<'a> {
         // SAFETY: in bounds (checked above).
         let p = unsafe { self.ptr.as_ptr().add(offset) };
         assert!(
-            (p as usize) % align_of::<T>() == 0,
+            (p as usize).is_multiple_of(align_of::<T>()),
             "shared memory view at {offset} is misaligned"
         );
         // SAFETY: in bounds and aligned for `T` (checked); `T: SharedLayout`
@@ -265,7 +269,9 @@ pub struct OwnedPage {
 
 impl fmt::Debug for OwnedPage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedPage").field("page", &self.page).finish()
+        f.debug_struct("OwnedPage")
+            .field("page", &self.page)
+            .finish()
     }
 }
 
@@ -278,7 +284,9 @@ impl OwnedPage {
     }
 
     fn page(&self) -> &Page {
-        self.page.as_ref().expect("OwnedPage holds its page until drop")
+        self.page
+            .as_ref()
+            .expect("OwnedPage holds its page until drop")
     }
 
     /// The page's guest frame number.
@@ -303,7 +311,9 @@ impl OwnedPage {
     /// Gives up ownership without freeing: the page is leaked on purpose
     /// (used when a grant of it cannot be ended).
     pub(crate) fn into_page(mut self) -> Page {
-        self.page.take().expect("OwnedPage holds its page until drop")
+        self.page
+            .take()
+            .expect("OwnedPage holds its page until drop")
     }
 }
 

@@ -80,3 +80,86 @@ impl Platform for XenPlatform {
         self.unpark.clone()
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::evtchn::EventChannel;
+    use crate::hypervisor::DomId;
+    use crate::testing::{counting_waker, Call, MockXen};
+    use core::task::Context;
+
+    fn blocks(xen: &MockXen) -> usize {
+        xen.calls
+            .borrow()
+            .iter()
+            .filter(|c| matches!(c, Call::Block(_)))
+            .count()
+    }
+
+    #[test]
+    fn idle_park_blocks_until_the_deadline() {
+        let xen = MockXen::new();
+        let p = XenPlatform::new(xen.guest());
+        xen.now.set(100);
+        assert_eq!(p.now_ns(), 100);
+        p.park(Some(1_000));
+        assert_eq!(xen.calls.borrow().last(), Some(&Call::Block(Some(1_000))));
+        assert_eq!(p.now_ns(), 1_000);
+    }
+
+    #[test]
+    fn expired_deadline_or_pending_upcall_does_not_block() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        let p = XenPlatform::new(g.clone());
+        xen.now.set(500);
+        p.park(Some(500));
+        assert_eq!(blocks(&xen), 0);
+        let ch = EventChannel::alloc_unbound(&g, DomId(0)).unwrap();
+        let (w, count) = counting_waker();
+        assert!(ch.poll_wait(&mut Context::from_waker(&w)).is_pending());
+        xen.raise(ch.port());
+        p.park(None);
+        assert_eq!(blocks(&xen), 0, "an upcall was pending");
+        assert_eq!(count.get(), 1, "park delivered it");
+    }
+
+    #[test]
+    fn event_during_block_is_delivered() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        let p = XenPlatform::new(g.clone());
+        let ch = EventChannel::alloc_unbound(&g, DomId(0)).unwrap();
+        let (w, count) = counting_waker();
+        assert!(ch.poll_wait(&mut Context::from_waker(&w)).is_pending());
+        xen.on_block.borrow_mut().push_back(ch.port());
+        p.park(None);
+        assert_eq!(blocks(&xen), 1);
+        assert_eq!(count.get(), 1);
+    }
+
+    #[test]
+    fn unpark_before_park_ends_it_once() {
+        let xen = MockXen::new();
+        let p = XenPlatform::new(xen.guest());
+        let u = p.unparker();
+        u.unpark();
+        p.park(None);
+        assert_eq!(blocks(&xen), 0);
+        p.park(Some(10));
+        assert_eq!(blocks(&xen), 1, "the unpark was consumed");
+    }
+
+    #[test]
+    fn poll_demuxes_without_blocking() {
+        let xen = MockXen::new();
+        let g = xen.guest();
+        let p = XenPlatform::new(g.clone());
+        let ch = EventChannel::alloc_unbound(&g, DomId(0)).unwrap();
+        xen.raise(ch.port());
+        p.poll();
+        assert!(ch.has_event());
+        assert_eq!(blocks(&xen), 0);
+    }
+}

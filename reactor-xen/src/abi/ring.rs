@@ -74,7 +74,11 @@ pub const fn ring_size(slot_size: usize, area_size: usize) -> u32 {
         return 0;
     }
     let n = (area_size - SRING_HEADER_SIZE) / slot_size;
-    let n = if n > u32::MAX as usize { u32::MAX } else { n as u32 };
+    let n = if n > u32::MAX as usize {
+        u32::MAX
+    } else {
+        n as u32
+    };
     round_down_pow2(n)
 }
 

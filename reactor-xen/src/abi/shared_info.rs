@@ -205,9 +205,18 @@ mod test {
     #[test]
     fn default_is_all_zero() {
         let si = alloc::boxed::Box::new(SharedInfo::default());
-        assert_eq!(si.vcpu_info[31].evtchn_pending_sel.load(Ordering::Relaxed), 0);
-        assert!(si.evtchn_pending.iter().all(|w| w.load(Ordering::Relaxed) == 0));
-        assert!(si.evtchn_mask.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+        assert_eq!(
+            si.vcpu_info[31].evtchn_pending_sel.load(Ordering::Relaxed),
+            0
+        );
+        assert!(si
+            .evtchn_pending
+            .iter()
+            .all(|w| w.load(Ordering::Relaxed) == 0));
+        assert!(si
+            .evtchn_mask
+            .iter()
+            .all(|w| w.load(Ordering::Relaxed) == 0));
         assert_eq!(EVTCHN_2L_NR_CHANNELS, 4096);
     }
 }

@@ -152,12 +152,21 @@ mod test {
         assert_eq!(XenbusState::parse(b""), Err(XenbusStateError::NotANumber));
         assert_eq!(XenbusState::parse(b"-1"), Err(XenbusStateError::NotANumber));
         assert_eq!(XenbusState::parse(b" 4"), Err(XenbusStateError::NotANumber));
-        assert_eq!(XenbusState::parse(b"4\0\0"), Err(XenbusStateError::NotANumber));
-        assert_eq!(XenbusState::parse(b"9"), Err(XenbusStateError::OutOfRange(9)));
+        assert_eq!(
+            XenbusState::parse(b"4\0\0"),
+            Err(XenbusStateError::NotANumber)
+        );
+        assert_eq!(
+            XenbusState::parse(b"9"),
+            Err(XenbusStateError::OutOfRange(9))
+        );
         assert_eq!(
             XenbusState::parse(b"999999999"),
             Err(XenbusStateError::OutOfRange(999_999_999))
         );
-        assert_eq!(XenbusState::parse(b"9999999999"), Err(XenbusStateError::NotANumber));
+        assert_eq!(
+            XenbusState::parse(b"9999999999"),
+            Err(XenbusStateError::NotANumber)
+        );
     }
 }

@@ -8,7 +8,9 @@ use core::pin::Pin;
 use core::sync::atomic::{fence, Ordering};
 use core::task::{Context, Poll};
 
-use super::{RequestId, RingError, RingFull, RingProtocol, RingSetupError, RingStats, SLOT_SIZE_MAX};
+use super::{
+    RequestId, RingError, RingFull, RingProtocol, RingSetupError, RingStats, SLOT_SIZE_MAX,
+};
 use crate::abi::ring::{ring_size, RingIdx, SringHeader, SRING_HEADER_SIZE};
 use crate::evtchn::{EventChannel, NotifyError};
 use crate::grant::{Access, GrantedPage};
@@ -89,6 +91,12 @@ impl<P: RingProtocol, C> FrontRing<P, C> {
     /// Initialises a ring in `page` (`SHARED_RING_INIT` + `FRONT_RING_INIT`):
     /// all indices 0, both event indices 1.
     pub fn new(page: GrantedPage) -> Self {
+        Self::new_at(page, 0)
+    }
+
+    /// [`new`](Self::new) with every index starting at `start` (tests use it
+    /// to cross the `u32` wrap).
+    pub(crate) fn new_at(page: GrantedPage, start: RingIdx) -> Self {
         const {
             assert!(P::SLOT_SIZE > 0 && P::SLOT_SIZE <= SLOT_SIZE_MAX);
             assert!(ring_size(P::SLOT_SIZE, PAGE_SIZE) >= 1);
@@ -97,8 +105,12 @@ impl<P: RingProtocol, C> FrontRing<P, C> {
         let mem = page.mem();
         let hdr: &SringHeader = mem.view(0);
         mem.fill(0, PAGE_SIZE, 0);
-        hdr.req_event.store(1, Ordering::Relaxed);
-        hdr.rsp_event.store(1, Ordering::Relaxed);
+        hdr.req_prod.store(start, Ordering::Relaxed);
+        hdr.rsp_prod.store(start, Ordering::Relaxed);
+        hdr.req_event
+            .store(start.wrapping_add(1), Ordering::Relaxed);
+        hdr.rsp_event
+            .store(start.wrapping_add(1), Ordering::Relaxed);
         // Orders: the initialised header before anything we publish later.
         fence(Ordering::Release);
         let mut outstanding = Vec::with_capacity(size as usize);
@@ -106,9 +118,9 @@ impl<P: RingProtocol, C> FrontRing<P, C> {
         FrontRing {
             page,
             size,
-            req_prod_pvt: 0,
-            req_prod: 0,
-            rsp_cons: 0,
+            req_prod_pvt: start,
+            req_prod: start,
+            rsp_cons: start,
             outstanding,
             free_ids: (0..size as u16).rev().collect(),
             stats: RingStats::default(),
@@ -158,12 +170,19 @@ impl<P: RingProtocol, C> FrontRing<P, C> {
 
     fn check_invariants(&self) {
         let used = self.req_prod_pvt.wrapping_sub(self.rsp_cons);
-        assert!(used <= self.size, "ring: {used} slots in use > size {}", self.size);
+        assert!(
+            used <= self.size,
+            "ring: {used} slots in use > size {}",
+            self.size
+        );
         assert!(
             self.req_prod.wrapping_sub(self.rsp_cons) <= used,
             "ring: published requests beyond the private producer"
         );
-        assert!(self.free_ids.len() <= self.size as usize, "ring: too many free ids");
+        assert!(
+            self.free_ids.len() <= self.size as usize,
+            "ring: too many free ids"
+        );
     }
 
     /// Writes a request into the next free slot (not yet visible to the back
@@ -180,7 +199,10 @@ impl<P: RingProtocol, C> FrontRing<P, C> {
         if self.free_requests() == 0 {
             return Err(RingFull(context));
         }
-        let id = self.free_ids.pop().expect("free_requests counted a free id");
+        let id = self
+            .free_ids
+            .pop()
+            .expect("free_requests counted a free id");
         let slot_ref = &mut self.outstanding[usize::from(id)];
         assert!(slot_ref.is_none(), "ring: free id {id} is outstanding");
         *slot_ref = Some(context);
@@ -266,7 +288,8 @@ impl<P: RingProtocol, C> FrontRing<P, C> {
         let idx = (self.rsp_cons & (self.size - 1)) as usize;
         let mut buf = [0u8; SLOT_SIZE_MAX];
         let slot = &mut buf[..P::SLOT_SIZE];
-        self.mem().read(SRING_HEADER_SIZE + idx * P::SLOT_SIZE, slot);
+        self.mem()
+            .read(SRING_HEADER_SIZE + idx * P::SLOT_SIZE, slot);
         self.rsp_cons = self.rsp_cons.wrapping_add(1);
         let response = P::read_response(slot);
         let raw_id = P::response_id(&response);
