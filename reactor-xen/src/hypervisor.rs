@@ -140,6 +140,15 @@ impl core::error::Error for OutOfPages {}
 /// Implementations MUST ensure that:
 /// - the memory behind `shared_info`, `vcpu_info` and `grant_entries` lives as
 ///   long as the implementation and has Xen's layout;
+/// - a page from `alloc_page` is `PAGE_SIZE` bytes, aligned to `PAGE_SIZE`,
+///   zeroed, and mapped at `ptr` until it is passed to `free_page`; the pages
+///   of `xenstore_ring` and `console_ring` are mapped for as long as the
+///   implementation lives, and `xenstore_ring`/`console_ring` return the same
+///   page on every call. The implementation makes no Rust reference to these
+///   bytes except to atomics: it too uses only volatile or atomic accesses
+///   (see `crate::page::SharedMem`);
+/// - the grant table does not change size after the first `grant_entries`
+///   call (the guest sizes its allocator from it);
 /// - `block` returns once an event is pending for this vCPU (upcall pending),
 ///   once `deadline_ns` has passed, or spuriously — never later than the
 ///   first of the two by more than the platform's timer slack;
