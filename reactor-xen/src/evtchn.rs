@@ -617,6 +617,7 @@ mod test {
         (got, s)
     }
 
+    /// Steps 1-3 of the module docs.
     #[test]
     fn demux_delivers_and_clears_as_xen_set_them() {
         let si = Box::new(SharedInfo::default());
@@ -654,6 +655,7 @@ mod test {
         assert!(!unmask_port(&si, Port(5)));
     }
 
+    /// The cost bound of step 3.
     #[test]
     fn cost_is_the_selected_words_only() {
         let si = Box::new(SharedInfo::default());
@@ -674,6 +676,7 @@ mod test {
         assert_eq!(s.words_scanned, 0);
     }
 
+    /// Property 1 of the module docs.
     #[test]
     fn event_before_the_first_wait_is_not_lost() {
         let xen = MockXen::new();
@@ -688,6 +691,7 @@ mod test {
         assert_eq!(count.get(), 0);
     }
 
+    /// Property 3 (coalescing) of the module docs.
     #[test]
     fn waiter_is_woken_once_per_delivery() {
         let xen = MockXen::new();
@@ -715,6 +719,7 @@ mod test {
         assert_eq!(g.event_stats().delivered, 2);
     }
 
+    /// The mask/unmask race of the module docs.
     #[test]
     fn mask_unmask_race_delivers_on_unmask() {
         let xen = MockXen::new();
@@ -739,6 +744,7 @@ mod test {
         assert_eq!(count.get(), 1);
     }
 
+    /// Property 1, for toolstack ports.
     #[test]
     fn attach_keeps_events_that_came_first() {
         let xen = MockXen::new();
@@ -769,6 +775,7 @@ mod test {
         assert_eq!(ch.poll_wait(&mut Context::from_waker(&w)), Poll::Pending);
     }
 
+    /// Property 2 of the module docs.
     #[test]
     fn every_handle_sees_every_event() {
         let xen = MockXen::new();

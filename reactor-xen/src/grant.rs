@@ -298,6 +298,30 @@ impl GrantTable {
 /// Dropping a `GrantedPage` ends the grant; if the grantee still uses the
 /// page, the page and ref are deferred (see the module docs), never reused
 /// while in use.
+///
+/// # Examples
+/// ```
+/// use ringlet_xen::grant::{Access, GrantedPage};
+/// use ringlet_xen::guest::Guest;
+/// use ringlet_xen::hypervisor::DomId;
+///
+/// /// Shares a read-only page with dom0; returns the ref to publish.
+/// fn share(guest: &Guest, bytes: &[u8]) -> Result<GrantedPage, Box<dyn core::error::Error>> {
+///     let page = guest.alloc_page()?;
+///     page.mem().write(0, bytes); // before the grant: nobody else sees it yet
+///     let granted = GrantedPage::new(page, DomId::DOM0, Access::ReadOnly).map_err(|(_, e)| e)?;
+///     // ... publish granted.grant_ref() ...
+///     Ok(granted)
+/// }
+///
+/// /// Takes the page back once dom0 has unmapped it.
+/// fn unshare(granted: GrantedPage) -> Result<(), GrantedPage> {
+///     match granted.end() {
+///         Ok(page) => Ok(drop(page)), // back to the allocator
+///         Err((still_granted, _in_use)) => Err(still_granted),
+///     }
+/// }
+/// ```
 pub struct GrantedPage {
     page: Option<OwnedPage>,
     gref: GrantRef,
@@ -412,6 +436,7 @@ mod test {
         (GrantTable::new(n), entries)
     }
 
+    /// Transitions 1 and 2.
     #[test]
     fn grant_writes_entry_then_end_clears_it() {
         let (mut t, e) = table(16);
@@ -474,6 +499,7 @@ mod test {
         );
     }
 
+    /// Transition 3, then 2 once the grantee lets go.
     #[test]
     fn in_use_entry_is_not_ended_nor_reused() {
         let (mut t, e) = table(10); // two usable refs: 8 and 9

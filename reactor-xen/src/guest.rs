@@ -67,15 +67,23 @@ struct Inner {
 
 /// One domain as its drivers see it. Cheap to clone (an `Rc`).
 ///
+/// On Xen the PVH boot code builds it over the real hypervisor; on Linux the
+/// software Xen builds one per simulated domain. Drivers only take it as an
+/// argument.
+///
 /// # Examples
 /// ```
-/// # #[cfg(feature = "sim")] {
-/// // With the software Xen (feature `sim`), drivers get a `Guest` the same
-/// // way they do on real Xen: from the platform that booted them.
-/// # }
-/// fn publish(guest: &ringlet_xen::guest::Guest) -> Result<u32, ringlet_xen::evtchn::BindError> {
-///     let ch = ringlet_xen::evtchn::EventChannel::alloc_unbound(guest, ringlet_xen::hypervisor::DomId::DOM0)?;
-///     Ok(ch.port().0)
+/// use ringlet_xen::evtchn::{BindError, EventChannel};
+/// use ringlet_xen::guest::Guest;
+/// use ringlet_xen::hypervisor::DomId;
+///
+/// /// Waits for dom0 to connect to a fresh port, then pings it.
+/// async fn ping(guest: &Guest) -> Result<(), Box<dyn core::error::Error>> {
+///     let ch = EventChannel::alloc_unbound(guest, DomId::DOM0)?;
+///     // ... publish ch.port() in xenstore ...
+///     ch.wait().await;
+///     ch.notify()?;
+///     Ok(())
 /// }
 /// ```
 #[derive(Clone)]
@@ -85,10 +93,14 @@ pub struct Guest {
 
 impl fmt::Debug for Guest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Guest")
-            .field("events", &self.inner.events.borrow().stats())
-            .field("grants", &self.inner.grants.borrow().stats())
-            .finish()
+        let mut d = f.debug_struct("Guest");
+        if let Ok(e) = self.inner.events.try_borrow() {
+            d.field("events", &e.stats());
+        }
+        if let Ok(g) = self.inner.grants.try_borrow() {
+            d.field("grants", &g.stats());
+        }
+        d.finish()
     }
 }
 

@@ -50,6 +50,46 @@ pub struct Response<R, C> {
 ///
 /// `rsp_prod` is the back end's word: it is checked against the others on
 /// every read (an `Err`, not an assertion); the rest are ours and asserted.
+///
+/// # Examples
+/// ```
+/// use ringlet_xen::evtchn::EventChannel;
+/// use ringlet_xen::guest::Guest;
+/// use ringlet_xen::hypervisor::DomId;
+/// use ringlet_xen::ring::{FrontRing, RingProtocol};
+///
+/// /// A made-up protocol: 8-byte slots holding an id and a value.
+/// struct Echo;
+///
+/// impl RingProtocol for Echo {
+///     type Request = (u16, u32);
+///     type Response = (u16, u32);
+///     const SLOT_SIZE: usize = 8;
+///     fn write_request(r: &(u16, u32), slot: &mut [u8]) {
+///         slot[0..2].copy_from_slice(&r.0.to_le_bytes());
+///         slot[4..8].copy_from_slice(&r.1.to_le_bytes());
+///     }
+///     fn read_response(slot: &[u8]) -> (u16, u32) {
+///         let v = [slot[4], slot[5], slot[6], slot[7]];
+///         (u16::from_le_bytes([slot[0], slot[1]]), u32::from_le_bytes(v))
+///     }
+///     fn response_id(r: &(u16, u32)) -> u64 {
+///         u64::from(r.0)
+///     }
+/// }
+///
+/// async fn echo(guest: &Guest, backend: DomId) -> Result<u32, Box<dyn core::error::Error>> {
+///     let ch = EventChannel::alloc_unbound(guest, backend)?;
+///     let mut ring: FrontRing<Echo, u32> = FrontRing::create(guest, backend)?;
+///     assert_eq!(ring.size(), 256); // (4096 - 64) / 8 = 504, rounded down
+///     // ... publish ring.grant_ref() and ch.port() in xenstore, wait for the back end ...
+///     ring.push_request(42, |id| (id.0, 42)).map_err(|_| "ring full")?;
+///     ring.push_and_notify(&ch)?;
+///     let done = ring.next_response(&ch).await?;
+///     assert_eq!(done.context, 42); // what we stored with the request
+///     Ok(done.response.1)
+/// }
+/// ```
 pub struct FrontRing<P: RingProtocol, C> {
     page: GrantedPage,
     size: u32,
@@ -338,6 +378,10 @@ impl<P: RingProtocol, C> FrontRing<P, C> {
     /// The next validated response, waiting on `channel` (the port the back
     /// end notifies): take; else register the waker; then the final check;
     /// only then Pending.
+    ///
+    /// The poll registers `cx`'s waker in `channel`'s handle (one waker per
+    /// handle): rings that share a port and are polled from different tasks
+    /// need one handle each ([`EventChannel::try_clone`]).
     pub fn poll_response(
         &mut self,
         cx: &mut Context<'_>,
