@@ -5,6 +5,7 @@
 //! (PVH, `target_os = "none"`) and by a deterministic software Xen (`sim`).
 #![no_std]
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 extern crate alloc;
 #[cfg(feature = "std")]
