@@ -5,6 +5,7 @@
 //! packages when run as root; rustup targets come from rust-toolchain.toml).
 
 mod deps;
+mod e2e;
 mod test;
 
 use std::process::ExitCode;
@@ -15,6 +16,8 @@ usage: cargo xtask <command>
 commands:
   test               fmt check, clippy, every workspace test, then the real-Xen suite
   bench <suite>      run a benchmark suite (executor)
+  e2e [scenario ...] the real-Xen suite (Xen inside QEMU, or xl on a Xen host)
+  build <app>        build an appliance for x86_64-unknown-none, print its path and size
   help               this text
 ";
 
@@ -23,6 +26,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test::run(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("e2e") => e2e::command(&args[1..]),
+        Some("build") => e2e::build_command(&args[1..]),
         Some("help") | Some("-h") | Some("--help") => {
             print!("{USAGE}");
             Ok(())

@@ -52,6 +52,22 @@ pub fn run(_args: &[String]) -> Result<(), crate::Error> {
 
     cargo_tests(&mut tally, &["test", "--workspace", "--all-features"]);
 
+    // The real-Xen suite: each scenario counts as one pass or failure.
+    let e2e = crate::e2e::run(
+        &crate::e2e::SCENARIOS
+            .iter()
+            .filter(|s| s.default)
+            .collect::<Vec<_>>(),
+        crate::e2e::Options {
+            mode: crate::e2e::Mode::Auto,
+            verbose: false,
+        },
+    );
+    e2e.print();
+    for (name, outcome) in &e2e.results {
+        tally.record(&format!("e2e {name}"), outcome.is_ok());
+    }
+
     println!();
     for f in &tally.failures {
         println!("FAILED: {f}");
