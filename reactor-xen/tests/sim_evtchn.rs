@@ -68,7 +68,15 @@ fn sends_before_the_demux_coalesce_into_one_event() {
     let coalesced = sim
         .trace_entries()
         .iter()
-        .filter(|e| matches!(e.event, TraceEvent::Coalesced { dom: DomId::DOM0, .. }))
+        .filter(|e| {
+            matches!(
+                e.event,
+                TraceEvent::Coalesced {
+                    dom: DomId::DOM0,
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(coalesced, 2);
 }
@@ -87,7 +95,10 @@ fn event_that_arrives_while_masked_is_delivered_after_unmask() {
     assert!(!front.has_event(), "a masked port must not be delivered");
     // The race: the unmask re-checks the pending bit and delivers.
     front.unmask();
-    assert!(front.has_event(), "the event that arrived while masked is lost");
+    assert!(
+        front.has_event(),
+        "the event that arrived while masked is lost"
+    );
     assert_eq!(g.event_stats().delivered_on_unmask, 1);
 }
 
@@ -101,7 +112,10 @@ fn hypervisor_unmask_reraises_the_upcall_like_xen() {
     back.notify().unwrap();
     assert!(!guest.upcall_pending());
     guest.evtchn_unmask(front.port()).unwrap();
-    assert!(guest.upcall_pending(), "EVTCHNOP_unmask must re-raise a pending port");
+    assert!(
+        guest.upcall_pending(),
+        "EVTCHNOP_unmask must re-raise a pending port"
+    );
     let _ = sim;
 }
 
@@ -112,13 +126,19 @@ fn xen_state_checks_and_errors() {
     let dom0 = sim.dom0();
     let p = guest.evtchn_alloc_unbound(DomId::DOM0).unwrap();
     // Only the named remote may bind.
-    assert_eq!(other.evtchn_bind_interdomain(guest.id(), p), Err(XenError::EINVAL));
+    assert_eq!(
+        other.evtchn_bind_interdomain(guest.id(), p),
+        Err(XenError::EINVAL)
+    );
     // No such domain.
     assert_eq!(guest.evtchn_alloc_unbound(DomId(77)), Err(ESRCH));
     assert_eq!(dom0.evtchn_bind_interdomain(DomId(77), p), Err(ESRCH));
     // A port that is not unbound cannot be bound.
     let b = dom0.evtchn_bind_interdomain(guest.id(), p).unwrap();
-    assert_eq!(dom0.evtchn_bind_interdomain(guest.id(), p), Err(XenError::EINVAL));
+    assert_eq!(
+        dom0.evtchn_bind_interdomain(guest.id(), p),
+        Err(XenError::EINVAL)
+    );
     // Ports out of the table, free or reserved.
     assert_eq!(guest.evtchn_send(Port(900)), Err(XenError::EINVAL));
     assert_eq!(guest.evtchn_close(Port(0)), Err(XenError::EINVAL));
@@ -133,10 +153,20 @@ fn xen_state_checks_and_errors() {
     // Closing one end leaves the other unbound, for the closer to rebind;
     // a send on it is dropped silently.
     guest.evtchn_close(p).unwrap();
-    assert_eq!(dom0.port_state(b), Some(ChanState::Unbound { remote: guest.id() }));
+    assert_eq!(
+        dom0.port_state(b),
+        Some(ChanState::Unbound { remote: guest.id() })
+    );
     assert_eq!(dom0.evtchn_send(b), Ok(()));
     let p2 = guest.evtchn_bind_interdomain(DomId::DOM0, b).unwrap();
-    assert_eq!(guest.port_state(p2), Some(ChanState::Interdomain { remote: DomId::DOM0, remote_port: b, service: None }));
+    assert_eq!(
+        guest.port_state(p2),
+        Some(ChanState::Interdomain {
+            remote: DomId::DOM0,
+            remote_port: b,
+            service: None
+        })
+    );
 }
 
 #[test]

@@ -34,7 +34,12 @@ fn every_echo_comes_back_without_faults() {
 #[test]
 fn backend_latency_takes_virtual_time_not_real_time() {
     let t0 = std::time::Instant::now();
-    let (sim, out) = run(SimConfig::new(2).quiet(), EchoBackendConfig { latency_ns_max: 5_000_000 });
+    let (sim, out) = run(
+        SimConfig::new(2).quiet(),
+        EchoBackendConfig {
+            latency_ns_max: 5_000_000,
+        },
+    );
     assert_eq!(out.ok, ECHOES);
     assert!(sim.now_ns() > 0);
     assert!(t0.elapsed() < std::time::Duration::from_secs(10));
@@ -76,7 +81,9 @@ fn under(site: FaultSite, seed: u64) -> Outcome {
     let faults = Faults::none().with(site, Ratio::new(1, 5));
     let (sim, out) = run(
         SimConfig::new(seed).quiet().with_faults(faults),
-        EchoBackendConfig { latency_ns_max: 100_000 },
+        EchoBackendConfig {
+            latency_ns_max: 100_000,
+        },
     );
     assert!(
         sim.trace_count() > 0 && out.ok + out.error_count() > 0,
@@ -105,7 +112,10 @@ fn benign_faults_only_delay_every_echo_still_comes_back() {
 #[test]
 fn bad_ids_are_dropped_and_their_requests_time_out() {
     let out = under(FaultSite::RingBadId, 1);
-    assert!(out.errors.get("unknown id").copied().unwrap_or(0) > 0, "{out:?}");
+    assert!(
+        out.errors.get("unknown id").copied().unwrap_or(0) > 0,
+        "{out:?}"
+    );
     assert!(out.timeouts > 0, "{out:?}");
     assert!(out.ok > 0, "{out:?}");
 }
@@ -124,7 +134,14 @@ fn duplicate_responses_are_detected() {
 #[test]
 fn producer_jump_breaks_the_ring_and_the_client_reconnects() {
     let out = under(FaultSite::RingProducerJump, 1);
-    assert!(out.errors.get("producer out of range").copied().unwrap_or(0) > 0, "{out:?}");
+    assert!(
+        out.errors
+            .get("producer out of range")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "{out:?}"
+    );
     assert!(out.sessions > 1, "{out:?}");
     assert!(out.ok > 0, "{out:?}");
 }
@@ -132,7 +149,10 @@ fn producer_jump_breaks_the_ring_and_the_client_reconnects() {
 #[test]
 fn garbage_status_is_an_error_not_a_result() {
     let out = under(FaultSite::RingBadStatus, 1);
-    assert!(out.errors.get("bad status").copied().unwrap_or(0) > 0, "{out:?}");
+    assert!(
+        out.errors.get("bad status").copied().unwrap_or(0) > 0,
+        "{out:?}"
+    );
     assert!(out.ok > 0, "{out:?}");
 }
 

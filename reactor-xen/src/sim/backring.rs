@@ -86,7 +86,10 @@ impl fmt::Display for BackRingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BackRingError::RequestProducerOutOfRange { req_prod, req_cons } => {
-                write!(f, "front end's request producer {req_prod} out of range (consumer {req_cons})")
+                write!(
+                    f,
+                    "front end's request producer {req_prod} out of range (consumer {req_cons})"
+                )
             }
             BackRingError::Broken => f.write_str("ring broken by an injected fault"),
         }
@@ -155,7 +158,11 @@ impl<P: BackProtocol> BackRing<P> {
         let size = ring_size(P::SLOT_SIZE, PAGE_SIZE);
         let sim = map.sim();
         let front = map.granter();
-        let start = map.mem().view::<SringHeader>(0).rsp_prod.load(Ordering::Acquire);
+        let start = map
+            .mem()
+            .view::<SringHeader>(0)
+            .rsp_prod
+            .load(Ordering::Acquire);
         BackRing {
             map,
             size,
@@ -236,7 +243,8 @@ impl<P: BackProtocol> BackRing<P> {
         let idx = (self.req_cons & (self.size - 1)) as usize;
         let mut buf = [0u8; SLOT_SIZE_MAX];
         let slot = &mut buf[..P::SLOT_SIZE];
-        self.mem().read(SRING_HEADER_SIZE + idx * P::SLOT_SIZE, slot);
+        self.mem()
+            .read(SRING_HEADER_SIZE + idx * P::SLOT_SIZE, slot);
         self.req_cons = self.req_cons.wrapping_add(1);
         self.stats.requests += 1;
         Ok(Some(P::read_request(slot)))
@@ -244,7 +252,8 @@ impl<P: BackProtocol> BackRing<P> {
 
     fn write_slot(&mut self, slot: &[u8]) {
         let idx = (self.rsp_prod_pvt & (self.size - 1)) as usize;
-        self.mem().write(SRING_HEADER_SIZE + idx * P::SLOT_SIZE, slot);
+        self.mem()
+            .write(SRING_HEADER_SIZE + idx * P::SLOT_SIZE, slot);
         self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(1);
         self.stats.responses += 1;
     }
@@ -324,7 +333,8 @@ impl<P: BackProtocol> BackRing<P> {
         if hdr.req_prod.load(Ordering::Acquire) != self.req_cons {
             return true;
         }
-        hdr.req_event.store(self.req_cons.wrapping_add(1), Ordering::Relaxed);
+        hdr.req_event
+            .store(self.req_cons.wrapping_add(1), Ordering::Relaxed);
         // Orders: the req_event store before the req_prod re-read (xen_mb).
         fence(Ordering::SeqCst);
         hdr.req_prod.load(Ordering::Acquire) != self.req_cons
@@ -358,7 +368,10 @@ impl<P: BackProtocol> BackRing<P> {
     ///
     /// Cancel-safe: a request is only consumed by the poll that returns it.
     pub fn next_request<'a>(&'a mut self, channel: &'a EventChannel) -> NextRequest<'a, P> {
-        NextRequest { ring: self, channel }
+        NextRequest {
+            ring: self,
+            channel,
+        }
     }
 }
 
@@ -371,7 +384,9 @@ pub struct NextRequest<'a, P: BackProtocol> {
 
 impl<P: BackProtocol> fmt::Debug for NextRequest<'_, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NextRequest").field("ring", &self.ring).finish()
+        f.debug_struct("NextRequest")
+            .field("ring", &self.ring)
+            .finish()
     }
 }
 

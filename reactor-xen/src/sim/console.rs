@@ -5,7 +5,9 @@ use core::sync::atomic::Ordering;
 
 use super::domain::{append_bounded, CONSOLE_LOG_BYTES_MAX};
 use super::World;
-use crate::abi::console::{mask_xencons_in_idx, mask_xencons_out_idx, XENCONS_IN_SIZE, XENCONS_OUT_SIZE};
+use crate::abi::console::{
+    mask_xencons_in_idx, mask_xencons_out_idx, XENCONS_IN_SIZE, XENCONS_OUT_SIZE,
+};
 use crate::hypervisor::DomId;
 
 impl World {
@@ -31,7 +33,8 @@ impl World {
         } else {
             let mut buf = [0u8; XENCONS_OUT_SIZE];
             for (i, b) in buf[..len].iter_mut().enumerate() {
-                *b = ring.out[mask_xencons_out_idx(cons.wrapping_add(i as u32))].load(Ordering::Relaxed);
+                *b = ring.out[mask_xencons_out_idx(cons.wrapping_add(i as u32))]
+                    .load(Ordering::Relaxed);
             }
             let (log, dropped) = (&mut d.console_log, &mut d.console_dropped);
             append_bounded(log, dropped, CONSOLE_LOG_BYTES_MAX, &buf[..len]);
@@ -59,7 +62,8 @@ impl World {
         for (i, &b) in bytes[..n].iter().enumerate() {
             ring.in_[mask_xencons_in_idx(prod.wrapping_add(i as u32))].store(b, Ordering::Relaxed);
         }
-        ring.in_prod.store(prod.wrapping_add(n as u32), Ordering::Release);
+        ring.in_prod
+            .store(prod.wrapping_add(n as u32), Ordering::Release);
         if n > 0 {
             let _ = st.evtchn_send(DomId::DOM0, port);
         }

@@ -18,8 +18,8 @@ use super::{SimXen, World};
 use crate::abi::grant_table::{GrantEntryV1, GTF_PERMIT_ACCESS};
 use crate::abi::shared_info::{SharedInfo, VcpuInfo};
 use crate::hypervisor::{
-    DomId, Gfn, GrantRef, Hypervisor, OutOfPages, Page, Port, RingPage, ShutdownReason, Virq, XenError,
-    PAGE_SIZE,
+    DomId, Gfn, GrantRef, Hypervisor, OutOfPages, Page, Port, RingPage, ShutdownReason, Virq,
+    XenError, PAGE_SIZE,
 };
 
 /// v1 grant entries per grant-table frame (4096 / 8).
@@ -144,8 +144,14 @@ pub(crate) struct DomainState {
 
 impl DomainState {
     fn new(config: &DomainConfig) -> DomainState {
-        assert!(config.ports_max >= 4 && config.ports_max <= PORTS_2L_MAX, "ports_max out of range");
-        assert!(config.grant_frames >= 1, "a grant table has at least one frame");
+        assert!(
+            config.ports_max >= 4 && config.ports_max <= PORTS_2L_MAX,
+            "ports_max out of range"
+        );
+        assert!(
+            config.grant_frames >= 1,
+            "a grant table has at least one frame"
+        );
         let entries = config.grant_frames * GRANT_ENTRIES_PER_FRAME;
         let grants: Box<[GrantEntryV1]> = (0..entries)
             .map(|_| GrantEntryV1 {
@@ -164,7 +170,10 @@ impl DomainState {
         };
         // The toolstack's grants of the console and store pages to dom0
         // (xc_dom_gnttab_init): frame and domid first, then the flags.
-        for (gref, gfn) in [(GNTTAB_RESERVED_CONSOLE, CONSOLE_GFN), (GNTTAB_RESERVED_XENSTORE, STORE_GFN)] {
+        for (gref, gfn) in [
+            (GNTTAB_RESERVED_CONSOLE, CONSOLE_GFN),
+            (GNTTAB_RESERVED_XENSTORE, STORE_GFN),
+        ] {
             let e = &mem.grants[gref.0 as usize];
             e.domid.store(DomId::DOM0.0, Ordering::SeqCst);
             e.frame.store(gfn.0 as u32, Ordering::SeqCst);
@@ -294,9 +303,7 @@ impl SimDomain {
 
     /// The world this domain lives in.
     pub fn sim(&self) -> SimXen {
-        SimXen {
-            world: self.w(),
-        }
+        SimXen { world: self.w() }
     }
 
     /// The name given in its [`DomainConfig`].
@@ -316,9 +323,25 @@ impl SimDomain {
     /// mapping of a read-only grant, a frame the granter does not own, or
     /// too many mappings held.
     #[doc(alias = "GNTTABOP_map_grant_ref")]
-    pub fn map_grant(&self, granter: DomId, gref: GrantRef, readonly: bool) -> Result<GrantMapping, GrantError> {
-        let frame = self.w().state.borrow_mut().map_grant(self.id, granter, gref, readonly)?;
-        Ok(GrantMapping::new(self.w(), self.id, granter, gref, readonly, frame))
+    pub fn map_grant(
+        &self,
+        granter: DomId,
+        gref: GrantRef,
+        readonly: bool,
+    ) -> Result<GrantMapping, GrantError> {
+        let frame = self
+            .w()
+            .state
+            .borrow_mut()
+            .map_grant(self.id, granter, gref, readonly)?;
+        Ok(GrantMapping::new(
+            self.w(),
+            self.id,
+            granter,
+            gref,
+            readonly,
+            frame,
+        ))
     }
 
     /// `GNTTABOP_copy` from a grant: copies `buf.len()` bytes at `offset` of
@@ -329,12 +352,21 @@ impl SimDomain {
     /// As [`map_grant`](Self::map_grant) (read-only), and
     /// [`GrantError::BadCopyRange`] if the range leaves the page.
     #[doc(alias = "GNTTABOP_copy")]
-    pub fn copy_from_grant(&self, granter: DomId, gref: GrantRef, offset: usize, buf: &mut [u8]) -> Result<(), GrantError> {
-        let frame = self
-            .w()
-            .state
-            .borrow_mut()
-            .copy_access(self.id, granter, gref, true, offset, buf.len())?;
+    pub fn copy_from_grant(
+        &self,
+        granter: DomId,
+        gref: GrantRef,
+        offset: usize,
+        buf: &mut [u8],
+    ) -> Result<(), GrantError> {
+        let frame = self.w().state.borrow_mut().copy_access(
+            self.id,
+            granter,
+            gref,
+            true,
+            offset,
+            buf.len(),
+        )?;
         frame.mem().read(offset, buf);
         Ok(())
     }
@@ -347,12 +379,21 @@ impl SimDomain {
     /// As [`map_grant`](Self::map_grant) (writable), and
     /// [`GrantError::BadCopyRange`] if the range leaves the page.
     #[doc(alias = "GNTTABOP_copy")]
-    pub fn copy_to_grant(&self, granter: DomId, gref: GrantRef, offset: usize, data: &[u8]) -> Result<(), GrantError> {
-        let frame = self
-            .w()
-            .state
-            .borrow_mut()
-            .copy_access(self.id, granter, gref, false, offset, data.len())?;
+    pub fn copy_to_grant(
+        &self,
+        granter: DomId,
+        gref: GrantRef,
+        offset: usize,
+        data: &[u8],
+    ) -> Result<(), GrantError> {
+        let frame = self.w().state.borrow_mut().copy_access(
+            self.id,
+            granter,
+            gref,
+            false,
+            offset,
+            data.len(),
+        )?;
         frame.mem().write(offset, data);
         Ok(())
     }
@@ -381,7 +422,9 @@ impl SimDomain {
     /// xenconsoled would log), up to [`CONSOLE_LOG_BYTES_MAX`] bytes.
     pub fn console_output(&self) -> Vec<u8> {
         self.w().drain_console(self.id);
-        self.w().state.borrow().domains[&self.id].console_log.clone()
+        self.w().state.borrow().domains[&self.id]
+            .console_log
+            .clone()
     }
 
     /// Console bytes dropped because the log was full.
@@ -428,7 +471,10 @@ impl SimDomain {
 
 impl Hypervisor for SimDomain {
     fn evtchn_alloc_unbound(&self, remote: DomId) -> Result<Port, XenError> {
-        self.w().state.borrow_mut().evtchn_alloc_unbound(self.id, remote)
+        self.w()
+            .state
+            .borrow_mut()
+            .evtchn_alloc_unbound(self.id, remote)
     }
 
     fn evtchn_bind_interdomain(&self, remote: DomId, remote_port: Port) -> Result<Port, XenError> {
@@ -469,7 +515,10 @@ impl Hypervisor for SimDomain {
     fn alloc_page(&self) -> Result<Page, OutOfPages> {
         let w = self.w();
         let mut st = w.state.borrow_mut();
-        let d = st.domains.get_mut(&self.id).expect("a handle's domain exists");
+        let d = st
+            .domains
+            .get_mut(&self.id)
+            .expect("a handle's domain exists");
         if d.pages.len() >= d.pages_max {
             return Err(OutOfPages);
         }
@@ -490,10 +539,17 @@ impl Hypervisor for SimDomain {
     fn free_page(&self, page: Page) {
         let w = self.w();
         let mut st = w.state.borrow_mut();
-        let d = st.domains.get_mut(&self.id).expect("a handle's domain exists");
+        let d = st
+            .domains
+            .get_mut(&self.id)
+            .expect("a handle's domain exists");
         let gfn = page.gfn.0;
         let owned = d.pages.get(&gfn).is_some_and(|f| f.ptr() == page.ptr);
-        assert!(owned, "free_page: d{} does not own gfn {gfn:#x} at {:p}", self.id.0, page.ptr);
+        assert!(
+            owned,
+            "free_page: d{} does not own gfn {gfn:#x} at {:p}",
+            self.id.0, page.ptr
+        );
         for (i, e) in d.mem.grants.iter().enumerate() {
             let granted = e.flags.load(Ordering::SeqCst) & GTF_PERMIT_ACCESS != 0;
             assert!(
@@ -545,7 +601,10 @@ impl Hypervisor for SimDomain {
     fn early_console_write(&self, bytes: &[u8]) {
         let w = self.w();
         let mut st = w.state.borrow_mut();
-        let d = st.domains.get_mut(&self.id).expect("a handle's domain exists");
+        let d = st
+            .domains
+            .get_mut(&self.id)
+            .expect("a handle's domain exists");
         let (log, dropped) = (&mut d.early_log, &mut d.early_dropped);
         append_bounded(log, dropped, EARLY_LOG_BYTES_MAX, bytes);
         if self.w().config.echo_console {
@@ -560,7 +619,10 @@ impl Hypervisor for SimDomain {
     fn shutdown(&self, reason: ShutdownReason) {
         let w = self.w();
         let mut st = w.state.borrow_mut();
-        st.domains.get_mut(&self.id).expect("a handle's domain exists").shutdown = Some(reason);
+        st.domains
+            .get_mut(&self.id)
+            .expect("a handle's domain exists")
+            .shutdown = Some(reason);
         st.record(TraceEvent::Shutdown {
             dom: self.id,
             reason: reason as u32,

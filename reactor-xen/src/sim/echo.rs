@@ -27,7 +27,9 @@ use super::SimXen;
 use crate::evtchn::{BindError, EventChannel, NotifyError};
 use crate::guest::Guest;
 use crate::hypervisor::{DomId, GrantRef, Port};
-use crate::ring::{FrontRing, RequestId, RingError, RingFull, RingProtocol, RingSetupError, RingStats};
+use crate::ring::{
+    FrontRing, RequestId, RingError, RingFull, RingProtocol, RingSetupError, RingStats,
+};
 
 /// Bytes of one echo slot.
 pub const ECHO_SLOT_SIZE: usize = 64;
@@ -172,18 +174,12 @@ impl fmt::Display for EchoBackendError {
 
 impl core::error::Error for EchoBackendError {}
 
-/// How the echo backend behaves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How the echo backend behaves (default: answers at once).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EchoBackendConfig {
     /// Each batch of requests is answered after a virtual delay drawn from
     /// `0..=latency_ns_max` (0: at once).
     pub latency_ns_max: u64,
-}
-
-impl Default for EchoBackendConfig {
-    fn default() -> Self {
-        EchoBackendConfig { latency_ns_max: 0 }
-    }
 }
 
 /// How an echo backend's run ended without an error.
@@ -244,7 +240,12 @@ impl EchoBackend {
         let rsp = echo(req);
         self.sim.note(
             self.front,
-            alloc::format!("echo back: id {} len {} status {}", req.id, req.len, rsp.status),
+            alloc::format!(
+                "echo back: id {} len {} status {}",
+                req.id,
+                req.len,
+                rsp.status
+            ),
         );
         self.ring.push_response(rsp);
     }
@@ -349,9 +350,13 @@ impl fmt::Display for EchoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EchoError::Ring(e) => write!(f, "echo: {e}"),
-            EchoError::BadStatus { id, status } => write!(f, "echo {}: unknown status {status}", id.0),
+            EchoError::BadStatus { id, status } => {
+                write!(f, "echo {}: unknown status {status}", id.0)
+            }
             EchoError::BadLength { id, len } => write!(f, "echo {}: length {len} too long", id.0),
-            EchoError::Mismatch { id } => write!(f, "echo {}: response does not match the request", id.0),
+            EchoError::Mismatch { id } => {
+                write!(f, "echo {}: response does not match the request", id.0)
+            }
             EchoError::Refused { id } => write!(f, "echo {}: refused by the backend", id.0),
         }
     }
@@ -508,7 +513,11 @@ mod test {
     fn request_and_response_round_trip_through_slots() {
         let mut payload = [0u8; ECHO_PAYLOAD_MAX];
         payload[..3].copy_from_slice(b"abc");
-        let req = EchoRequest { id: 7, len: 3, payload };
+        let req = EchoRequest {
+            id: 7,
+            len: 3,
+            payload,
+        };
         let mut slot = [0u8; ECHO_SLOT_SIZE];
         EchoProtocol::write_request(&req, &mut slot);
         assert_eq!(&slot[..8], &[7, 0, 3, 0, 0, 0, 0, 0]);

@@ -176,11 +176,17 @@ impl State {
 
     fn channel(&self, dom: DomId, port: Port) -> Result<Channel, XenError> {
         let d = self.domains.get(&dom).ok_or(ESRCH)?;
-        d.ports.get(port.0 as usize).copied().ok_or(XenError::EINVAL)
+        d.ports
+            .get(port.0 as usize)
+            .copied()
+            .ok_or(XenError::EINVAL)
     }
 
     fn set_channel(&mut self, dom: DomId, port: Port, state: ChanState) {
-        let d = self.domains.get_mut(&dom).expect("domain checked by the caller");
+        let d = self
+            .domains
+            .get_mut(&dom)
+            .expect("domain checked by the caller");
         d.ports[port.0 as usize].state = state;
     }
 
@@ -205,7 +211,11 @@ impl State {
     }
 
     /// `EVTCHNOP_alloc_unbound` (transition 1).
-    pub(crate) fn evtchn_alloc_unbound(&mut self, dom: DomId, remote: DomId) -> Result<Port, XenError> {
+    pub(crate) fn evtchn_alloc_unbound(
+        &mut self,
+        dom: DomId,
+        remote: DomId,
+    ) -> Result<Port, XenError> {
         let remote = self.resolve(dom, remote)?;
         let port = self.alloc_port(dom)?;
         self.set_channel(dom, port, ChanState::Unbound { remote });
@@ -291,7 +301,9 @@ impl State {
                 self.domains.get_mut(&dom).expect("checked").virqs[virq as usize] = None;
             }
             ChanState::Interdomain {
-                remote, remote_port, ..
+                remote,
+                remote_port,
+                ..
             } => {
                 // Transition 4 on the other end, if it is still ours.
                 if let Ok(rchan) = self.channel(remote, remote_port) {
@@ -302,7 +314,11 @@ impl State {
                     } = rchan.state
                     {
                         if back == dom && back_port == port {
-                            self.set_channel(remote, remote_port, ChanState::Unbound { remote: dom });
+                            self.set_channel(
+                                remote,
+                                remote_port,
+                                ChanState::Unbound { remote: dom },
+                            );
                         }
                     }
                 }
@@ -321,7 +337,9 @@ impl State {
         self.record(TraceEvent::Send { dom, port });
         match chan.state {
             ChanState::Interdomain {
-                remote, remote_port, ..
+                remote,
+                remote_port,
+                ..
             } => {
                 self.notify(remote, remote_port);
                 Ok(())
@@ -379,7 +397,9 @@ impl State {
                 .ports
                 .iter()
                 .enumerate()
-                .filter(|(_, c)| matches!(c.state, ChanState::Interdomain { .. } | ChanState::Virq(_)))
+                .filter(|(_, c)| {
+                    matches!(c.state, ChanState::Interdomain { .. } | ChanState::Virq(_))
+                })
                 .map(|(i, c)| (Port(i as u32), c.generation))
                 .collect();
             if let Some(&(p, g)) = self.fault_prng.pick(&bound) {
@@ -396,7 +416,9 @@ impl State {
         }
         if self.fault(FaultSite::SpuriousUpcall, dom) {
             let si = &self.domains[&dom].mem.shared_info;
-            si.vcpu_info[0].evtchn_upcall_pending.store(1, Ordering::SeqCst);
+            si.vcpu_info[0]
+                .evtchn_upcall_pending
+                .store(1, Ordering::SeqCst);
         }
     }
 
@@ -452,17 +474,23 @@ impl State {
 
 #[cfg(test)]
 mod test {
-    use std::prelude::rust_2021::*;
     use super::*;
     use crate::sim::domain::zeroed_shared_info;
+    use std::prelude::rust_2021::*;
 
     #[test]
     fn set_pending_steps_1_to_4() {
         let si = zeroed_shared_info();
         assert_eq!(set_pending_2l(&si, Port(70)), RaiseOutcome::Upcall);
         assert_eq!(si.evtchn_pending[1].load(Ordering::SeqCst), 1 << 6);
-        assert_eq!(si.vcpu_info[0].evtchn_pending_sel.load(Ordering::SeqCst), 1 << 1);
-        assert_eq!(si.vcpu_info[0].evtchn_upcall_pending.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            si.vcpu_info[0].evtchn_pending_sel.load(Ordering::SeqCst),
+            1 << 1
+        );
+        assert_eq!(
+            si.vcpu_info[0].evtchn_upcall_pending.load(Ordering::SeqCst),
+            1
+        );
         // Step 1: already pending → coalesced.
         assert_eq!(set_pending_2l(&si, Port(70)), RaiseOutcome::Coalesced);
         // Step 3: same word already selected → no new upcall.
@@ -474,16 +502,29 @@ mod test {
         let si = zeroed_shared_info();
         si.evtchn_mask[0].store(1 << 5, Ordering::SeqCst);
         assert_eq!(set_pending_2l(&si, Port(5)), RaiseOutcome::Quiet);
-        assert_eq!(si.vcpu_info[0].evtchn_upcall_pending.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            si.vcpu_info[0].evtchn_upcall_pending.load(Ordering::SeqCst),
+            0
+        );
         assert_eq!(si.vcpu_info[0].evtchn_pending_sel.load(Ordering::SeqCst), 0);
         assert!(unmask_2l(&si, Port(5)));
-        assert_eq!(si.vcpu_info[0].evtchn_upcall_pending.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            si.vcpu_info[0].evtchn_upcall_pending.load(Ordering::SeqCst),
+            1
+        );
         assert_eq!(si.evtchn_mask[0].load(Ordering::SeqCst), 0);
         // Unmasking an unmasked port does nothing.
-        si.vcpu_info[0].evtchn_upcall_pending.store(0, Ordering::SeqCst);
-        si.vcpu_info[0].evtchn_pending_sel.store(0, Ordering::SeqCst);
+        si.vcpu_info[0]
+            .evtchn_upcall_pending
+            .store(0, Ordering::SeqCst);
+        si.vcpu_info[0]
+            .evtchn_pending_sel
+            .store(0, Ordering::SeqCst);
         assert!(!unmask_2l(&si, Port(5)));
-        assert_eq!(si.vcpu_info[0].evtchn_upcall_pending.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            si.vcpu_info[0].evtchn_upcall_pending.load(Ordering::SeqCst),
+            0
+        );
     }
 
     #[test]
@@ -491,6 +532,9 @@ mod test {
         let si = zeroed_shared_info();
         si.evtchn_mask[0].store(1 << 9, Ordering::SeqCst);
         assert!(!unmask_2l(&si, Port(9)));
-        assert_eq!(si.vcpu_info[0].evtchn_upcall_pending.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            si.vcpu_info[0].evtchn_upcall_pending.load(Ordering::SeqCst),
+            0
+        );
     }
 }

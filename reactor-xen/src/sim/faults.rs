@@ -194,9 +194,9 @@ impl fmt::Debug for Faults {
 
 #[cfg(test)]
 mod test {
-    use std::prelude::rust_2021::*;
-    use std::format;
     use super::*;
+    use std::format;
+    use std::prelude::rust_2021::*;
 
     #[test]
     fn all_lists_every_site_in_index_order() {
@@ -226,10 +226,16 @@ mod test {
         let distinct = (0..32)
             .map(|s| format!("{:?}", Faults::from_seed(s)))
             .collect::<std::collections::BTreeSet<_>>();
-        assert!(distinct.len() > 16, "only {} distinct fault sets", distinct.len());
+        assert!(
+            distinct.len() > 16,
+            "only {} distinct fault sets",
+            distinct.len()
+        );
         // Over many seeds every site is on sometimes and off sometimes.
         for site in FaultSite::ALL {
-            let on = (0..200).filter(|&s| Faults::from_seed(s).is_enabled(site)).count();
+            let on = (0..200)
+                .filter(|&s| Faults::from_seed(s).is_enabled(site))
+                .count();
             assert!((40..160).contains(&on), "{site:?} on for {on}/200 seeds");
         }
     }

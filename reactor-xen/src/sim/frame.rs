@@ -113,7 +113,9 @@ mod test {
         let f = Frame::new_zeroed();
         f.mem().write(3080, &7u32.to_le_bytes());
         assert_eq!(f.console_iface().out_cons.load(Ordering::SeqCst), 7);
-        f.xenstore_iface().req_prod.store(0x0403_0201, Ordering::SeqCst);
+        f.xenstore_iface()
+            .req_prod
+            .store(0x0403_0201, Ordering::SeqCst);
         let mut buf = [0u8; 4];
         f.mem().read(2052, &mut buf);
         assert_eq!(buf, [1, 2, 3, 4]);
@@ -122,8 +124,14 @@ mod test {
     #[test]
     fn zeroed_shared_info_has_nothing_pending() {
         let si = zeroed_shared_info();
-        assert!(si.evtchn_pending.iter().all(|w| w.load(Ordering::SeqCst) == 0));
+        assert!(si
+            .evtchn_pending
+            .iter()
+            .all(|w| w.load(Ordering::SeqCst) == 0));
         assert!(si.evtchn_mask.iter().all(|w| w.load(Ordering::SeqCst) == 0));
-        assert_eq!(si.vcpu_info[0].evtchn_upcall_pending.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            si.vcpu_info[0].evtchn_upcall_pending.load(Ordering::SeqCst),
+            0
+        );
     }
 }

@@ -30,7 +30,9 @@ use super::frame::Frame;
 use super::trace::TraceEvent;
 use super::world::State;
 use super::World;
-use crate::abi::grant_table::{GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_TYPE_MASK, GTF_WRITING};
+use crate::abi::grant_table::{
+    GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_TYPE_MASK, GTF_WRITING,
+};
 use crate::hypervisor::{DomId, GrantRef, PAGE_SIZE};
 use crate::page::SharedMem;
 
@@ -96,9 +98,19 @@ pub(crate) struct ActiveGrant {
 
 impl State {
     /// Checks of transition 1 without changing anything; the frame to use.
-    fn check_grant(&self, mapper: DomId, granter: DomId, gref: GrantRef, readonly: bool) -> Result<Rc<Frame>, GrantError> {
+    fn check_grant(
+        &self,
+        mapper: DomId,
+        granter: DomId,
+        gref: GrantRef,
+        readonly: bool,
+    ) -> Result<Rc<Frame>, GrantError> {
         let g = self.domains.get(&granter).ok_or(GrantError::NoSuchDomain)?;
-        let entry = g.mem.grants.get(gref.0 as usize).ok_or(GrantError::BadRef)?;
+        let entry = g
+            .mem
+            .grants
+            .get(gref.0 as usize)
+            .ok_or(GrantError::BadRef)?;
         let flags = entry.flags.load(Ordering::SeqCst);
         if flags & GTF_TYPE_MASK != GTF_PERMIT_ACCESS {
             return Err(GrantError::NotGranted);
@@ -116,7 +128,13 @@ impl State {
             .ok_or(GrantError::BadFrame)
     }
 
-    fn refuse(&mut self, mapper: DomId, granter: DomId, gref: GrantRef, e: GrantError) -> GrantError {
+    fn refuse(
+        &mut self,
+        mapper: DomId,
+        granter: DomId,
+        gref: GrantRef,
+        e: GrantError,
+    ) -> GrantError {
         self.record(TraceEvent::GrantRefused {
             mapper,
             granter,
@@ -170,12 +188,24 @@ impl State {
     }
 
     /// Transitions 2 and 3.
-    pub(crate) fn unmap_grant(&mut self, mapper: DomId, granter: DomId, gref: GrantRef, readonly: bool) {
+    pub(crate) fn unmap_grant(
+        &mut self,
+        mapper: DomId,
+        granter: DomId,
+        gref: GrantRef,
+        readonly: bool,
+    ) {
         if let Some(m) = self.domains.get_mut(&mapper) {
             m.maps_held -= 1;
         }
-        let g = self.domains.get_mut(&granter).expect("a mapped granter exists");
-        let active = g.active.get_mut(&gref.0).expect("a mapping has an active entry");
+        let g = self
+            .domains
+            .get_mut(&granter)
+            .expect("a mapped granter exists");
+        let active = g
+            .active
+            .get_mut(&gref.0)
+            .expect("a mapping has an active entry");
         let entry = &g.mem.grants[gref.0 as usize];
         assert!(active.pins > 0);
         active.pins -= 1;
@@ -190,7 +220,11 @@ impl State {
             clear_flags(&entry.flags, GTF_READING);
             g.active.remove(&gref.0);
         }
-        self.record(TraceEvent::GrantUnmap { mapper, granter, gref });
+        self.record(TraceEvent::GrantUnmap {
+            mapper,
+            granter,
+            gref,
+        });
     }
 
     /// The checks of a `GNTTABOP_copy` on one side; the frame to copy with.
@@ -219,7 +253,8 @@ impl State {
 /// guest may change the flags concurrently).
 fn set_flags(flags: &AtomicU16, bits: u16) {
     let mut cur = flags.load(Ordering::SeqCst);
-    while let Err(now) = flags.compare_exchange(cur, cur | bits, Ordering::SeqCst, Ordering::SeqCst) {
+    while let Err(now) = flags.compare_exchange(cur, cur | bits, Ordering::SeqCst, Ordering::SeqCst)
+    {
         cur = now;
     }
 }
@@ -311,16 +346,21 @@ impl GrantMapping {
     /// If the mapping is read-only: on Xen a write through it would fault,
     /// so a backend must use [`read`](Self::read).
     pub fn mem(&self) -> SharedMem<'_> {
-        assert!(!self.readonly, "a read-only grant mapping has no writable view");
+        assert!(
+            !self.readonly,
+            "a read-only grant mapping has no writable view"
+        );
         self.frame.mem()
     }
 }
 
 impl Drop for GrantMapping {
     fn drop(&mut self) {
-        self.world
-            .state
-            .borrow_mut()
-            .unmap_grant(self.mapper, self.granter, self.gref, self.readonly);
+        self.world.state.borrow_mut().unmap_grant(
+            self.mapper,
+            self.granter,
+            self.gref,
+            self.readonly,
+        );
     }
 }

@@ -46,8 +46,8 @@ use ringlet_executor::platform::{Platform, Unpark};
 use crate::guest::Guest;
 use crate::hypervisor::{DomId, Hypervisor};
 
-mod console;
 pub mod backring;
+mod console;
 pub mod domain;
 pub mod echo;
 pub mod evtchn;
@@ -209,7 +209,9 @@ pub(crate) struct World {
 
 impl fmt::Debug for World {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("World").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("World")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -438,7 +440,11 @@ impl World {
             let Some(mem) = self.state.borrow().mem(dom) else {
                 continue;
             };
-            if self.xenstored.borrow_mut().flush(dom, mem.store.xenstore_iface()) {
+            if self
+                .xenstored
+                .borrow_mut()
+                .flush(dom, mem.store.xenstore_iface())
+            {
                 self.notify_store(dom);
             }
         }
@@ -509,7 +515,11 @@ impl World {
     /// [`Hypervisor::block`] for one domain: runs scheduled events and the
     /// daemons until `dom` has an upcall pending or `deadline_ns` passed.
     pub(crate) fn block_domain(&self, dom: DomId, deadline_ns: Option<u64>) {
-        let mem = self.state.borrow().mem(dom).expect("a blocking domain exists");
+        let mem = self
+            .state
+            .borrow()
+            .mem(dom)
+            .expect("a blocking domain exists");
         let upcall = || {
             mem.shared_info.vcpu_info[0]
                 .evtchn_upcall_pending

@@ -203,9 +203,9 @@ impl Prng {
 
 #[cfg(test)]
 mod test {
-    use std::prelude::rust_2021::*;
-    use std::format;
     use super::*;
+    use std::format;
+    use std::prelude::rust_2021::*;
 
     #[test]
     fn splitmix_matches_reference_vector() {

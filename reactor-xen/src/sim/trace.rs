@@ -245,12 +245,15 @@ impl Trace {
 
 #[cfg(test)]
 mod test {
-    use std::prelude::rust_2021::*;
     use super::*;
+    use std::prelude::rust_2021::*;
 
     #[test]
     fn digest_depends_on_content_order_and_time() {
-        let ev = |p| TraceEvent::Send { dom: DomId(1), port: Port(p) };
+        let ev = |p| TraceEvent::Send {
+            dom: DomId(1),
+            port: Port(p),
+        };
         let run = |evs: &[(u64, TraceEvent)]| {
             let mut t = Trace::new(TraceMode::Digest);
             for (at, e) in evs {

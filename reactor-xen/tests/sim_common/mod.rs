@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use ringlet_executor::{spawn, timeout, Duration};
 use ringlet_xen::hypervisor::DomId;
 use ringlet_xen::ring::RingError;
-use ringlet_xen::sim::echo::{EchoBackend, EchoBackendConfig, EchoClient, EchoError, ECHO_PAYLOAD_MAX};
+use ringlet_xen::sim::echo::{
+    EchoBackend, EchoBackendConfig, EchoClient, EchoError, ECHO_PAYLOAD_MAX,
+};
 use ringlet_xen::sim::{Prng, SimXen};
 
 /// How long the workload waits for one response (virtual time). Far above
@@ -72,7 +74,9 @@ pub async fn echo_workload(
         let task = spawn(be.run());
         let mut sent: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
         'session: while resolved < echoes {
-            let room = u64::from(client.free()).min(BATCH_MAX).min(echoes - resolved);
+            let room = u64::from(client.free())
+                .min(BATCH_MAX)
+                .min(echoes - resolved);
             let k = prng.range_inclusive(1, room.max(1));
             for _ in 0..k {
                 let len = prng.range_inclusive(0, ECHO_PAYLOAD_MAX as u64) as usize;
@@ -83,7 +87,11 @@ pub async fn echo_workload(
                 payload[..n].copy_from_slice(&tag[..n]);
                 seq += 1;
                 let id = client.submit(&payload).expect("room was checked");
-                assert!(sent.insert(id.0, payload).is_none(), "id {} handed out twice", id.0);
+                assert!(
+                    sent.insert(id.0, payload).is_none(),
+                    "id {} handed out twice",
+                    id.0
+                );
             }
             if client.push().is_err() {
                 *out.errors.entry("notify").or_default() += 1;
@@ -92,7 +100,9 @@ pub async fn echo_workload(
             while client.in_flight() > 0 {
                 match timeout(ECHO_TIMEOUT, client.next()).await {
                     Ok(Ok(e)) => {
-                        let want = sent.remove(&e.id.0).expect("the ring only returns outstanding ids");
+                        let want = sent
+                            .remove(&e.id.0)
+                            .expect("the ring only returns outstanding ids");
                         assert_eq!(e.data, want, "echo {} came back wrong", e.id.0);
                         out.ok += 1;
                         resolved += 1;
@@ -122,10 +132,154 @@ pub async fn echo_workload(
         }
         // Requests left without an answer count as resolved (failed).
         resolved += sent.len() as u64;
-        // Disconnect: the backend goes first (its mapping with it), then
-        // the ring's grant can end.
-        drop(task);
+        // A backend that panicked is a sim bug, never hidden.
+        if task.is_finished() {
+            if let Err(e) = task.await {
+                assert!(
+                    !e.is_panic(),
+                    "the echo backend panicked: {:?}",
+                    e.panic_message()
+                );
+            }
+        } else {
+            // Disconnect: the backend goes first (its mapping with it),
+            // then the ring's grant can end.
+            drop(task);
+        }
         drop(client);
     }
     out
+}
+
+/// What one fuzz run does, derived from its seed (printed first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Guests, each running its own echo workload at the same time.
+    pub guests: u64,
+    /// Echoes per guest.
+    pub echoes: u64,
+    /// The echo backend's latency bound.
+    pub latency_ns_max: u64,
+    /// Xenstore writes and read-backs per guest.
+    pub xenstore_ops: u64,
+}
+
+impl RunOptions {
+    pub fn from_seed(seed: u64) -> RunOptions {
+        let mut p = Prng::for_part(seed, "run-options");
+        RunOptions {
+            guests: p.range_inclusive(1, 2),
+            echoes: p.range_inclusive(4, 24),
+            latency_ns_max: *p.pick(&[0, 10_000, 2_000_000]).expect("non-empty"),
+            xenstore_ops: p.range_inclusive(0, 3),
+        }
+    }
+}
+
+/// What a whole run saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunReport {
+    pub echo: Vec<Outcome>,
+    pub xenstore_ok: u64,
+    pub xenstore_errors: u64,
+    pub end_ns: u64,
+    pub trace_digest: u64,
+    pub trace_count: u64,
+}
+
+/// Writes then reads back `ops` keys through the guest's xenstore client.
+/// A read that succeeds must return what was written (else panic).
+pub async fn xenstore_workload(sim: &SimXen, guest: DomId, ops: u64) -> (u64, u64) {
+    use ringlet_xen::xenstore::Xenstore;
+    if ops == 0 {
+        return (0, 0);
+    }
+    let xs = match Xenstore::new(&sim.guest(guest)) {
+        Ok(xs) => xs,
+        Err(_) => return (0, 1),
+    };
+    let (mut ok, mut err) = (0, 0);
+    for i in 0..ops {
+        let key = format!("data/fuzz{i}");
+        let value = format!("value {i} of d{}", guest.0);
+        match timeout(ECHO_TIMEOUT, xs.write(&key, &value)).await {
+            Ok(Ok(())) => {}
+            _ => {
+                err += 1;
+                continue;
+            }
+        }
+        match timeout(ECHO_TIMEOUT, xs.read(&key)).await {
+            Ok(Ok(v)) => {
+                assert_eq!(v, value.as_bytes(), "xenstore read back a wrong value");
+                ok += 1;
+            }
+            _ => err += 1,
+        }
+    }
+    (ok, err)
+}
+
+/// One whole run of the fuzz/determinism scenario for `config` (built from
+/// a seed): guests, echo workloads and xenstore traffic, at once.
+pub fn run_scenario(config: ringlet_xen::sim::SimConfig) -> RunReport {
+    use ringlet_executor::platform::Platform;
+    use ringlet_executor::Executor;
+    use ringlet_xen::sim::DomainConfig;
+
+    let seed = config.seed;
+    let opts = RunOptions::from_seed(seed);
+    if config.print_header {
+        eprintln!("ringlet sim: seed {seed} options {opts:?}");
+    }
+    let sim = SimXen::new(config);
+    let guests: Vec<DomId> = (0..opts.guests)
+        .map(|i| {
+            sim.create_domain(DomainConfig::new(&format!("guest{i}")))
+                .id()
+        })
+        .collect();
+    let ex = Executor::new(sim.clone());
+    let backend = EchoBackendConfig {
+        latency_ns_max: opts.latency_ns_max,
+    };
+    let mut report = ex.block_on(async {
+        let mut tasks = Vec::new();
+        for &g in &guests {
+            let sim = sim.clone();
+            let opts = opts.clone();
+            tasks.push(spawn(async move {
+                let mut prng = sim.prng(&format!("workload-d{}", g.0));
+                let echo = echo_workload(&sim, g, &mut prng, opts.echoes, backend).await;
+                let xs = xenstore_workload(&sim, g, opts.xenstore_ops).await;
+                (echo, xs)
+            }));
+        }
+        let mut report = RunReport::default();
+        for t in tasks {
+            let (echo, (ok, err)) = t.await.expect("a workload task panicked");
+            report.echo.push(echo);
+            report.xenstore_ok += ok;
+            report.xenstore_errors += err;
+        }
+        report
+    });
+    // Let cancelled backends drop their mappings and deferred grants end.
+    ex.run_until_stalled();
+    Platform::poll(&sim);
+    for &g in &guests {
+        let guest = sim.guest(g);
+        assert_eq!(
+            guest.grant_stats().deferred,
+            0,
+            "d{}: grants left deferred",
+            g.0
+        );
+        let pages = sim.domain(g).expect("exists").pages_allocated();
+        assert_eq!(pages, 0, "d{}: {pages} pages leaked", g.0);
+    }
+    report.end_ns = sim.now_ns();
+    report.trace_digest = sim.trace_digest();
+    report.trace_count = sim.trace_count();
+    report
 }
