@@ -10,16 +10,16 @@
 //! small C program against libxen-dev's headers and checks every size and
 //! offset here against the C compiler's.
 
-pub mod grant_table;
-pub mod shared_info;
 pub mod console;
-pub mod xs_wire;
 pub mod event_channel;
+pub mod grant_table;
 pub mod hvm;
 pub mod hypercall;
 pub mod memory;
 pub mod ring;
 pub mod sched;
+pub mod shared_info;
 pub mod start_info;
 pub mod vcpu;
 pub mod xenbus;
+pub mod xs_wire;
