@@ -145,6 +145,8 @@ pub enum ReadError {
     Request(RequestError),
     /// The device reported an I/O error. The buffer's contents are unspecified.
     Io,
+    /// No page or grant reference was free to carry the request.
+    NoResources,
     /// The backend broke the protocol while serving this request.
     Protocol(ProtocolError),
     /// The device is gone (backend closed, or an earlier protocol error).
@@ -161,6 +163,8 @@ pub enum WriteError {
     ReadOnly,
     /// The device reported an I/O error. The sectors' contents are unspecified.
     Io,
+    /// No page or grant reference was free to carry the request.
+    NoResources,
     /// The backend broke the protocol while serving this request.
     Protocol(ProtocolError),
     /// The device is gone (backend closed, or an earlier protocol error).
@@ -198,6 +202,7 @@ impl fmt::Display for ReadError {
         match self {
             ReadError::Request(e) => write!(f, "bad read request: {e}"),
             ReadError::Io => f.write_str("read failed: I/O error"),
+            ReadError::NoResources => f.write_str("read failed: no page or grant free"),
             ReadError::Protocol(e) => write!(f, "read failed: backend protocol error: {e}"),
             ReadError::Disconnected => f.write_str("read failed: device disconnected"),
         }
@@ -210,6 +215,7 @@ impl fmt::Display for WriteError {
             WriteError::Request(e) => write!(f, "bad write request: {e}"),
             WriteError::ReadOnly => f.write_str("write refused: device is read-only"),
             WriteError::Io => f.write_str("write failed: I/O error"),
+            WriteError::NoResources => f.write_str("write failed: no page or grant free"),
             WriteError::Protocol(e) => write!(f, "write failed: backend protocol error: {e}"),
             WriteError::Disconnected => f.write_str("write failed: device disconnected"),
         }

@@ -23,6 +23,8 @@ pub mod bytes;
 #[cfg(feature = "std")]
 pub mod file;
 pub mod mem;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod tar;
 
 pub use block::{

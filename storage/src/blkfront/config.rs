@@ -22,8 +22,9 @@ use crate::blkif::{
 use crate::block::{BlockInfo, SECTOR_SIZE_MAX, SECTOR_SIZE_MIN};
 
 /// The most segments blkfront puts in one indirect request, whatever the
-/// backend offers (1 MiB of 4 KiB pages; bounds the pages a request pins).
-pub const INDIRECT_SEGMENTS_MAX: u32 = 256;
+/// backend offers (128 KiB of 4 KiB pages, as Linux; bounds the pages pinned:
+/// a full ring of 32 requests pins at most 1024 pages).
+pub const INDIRECT_SEGMENTS_MAX: u32 = 32;
 
 const _: () = assert!(
     INDIRECT_SEGMENTS_MAX as usize
@@ -190,7 +191,7 @@ impl BackendConfig {
             return Err(ConfigError::BadSectorSize(sector_size));
         }
         let bytes = sectors_512.checked_mul(512).ok_or(ConfigError::BadSize)?;
-        if bytes % u64::from(sector_size) != 0 {
+        if !bytes.is_multiple_of(u64::from(sector_size)) {
             return Err(ConfigError::BadSize);
         }
         let info = optional(Node::Info, nodes.info, 0)?;
@@ -253,7 +254,7 @@ mod test {
         assert_eq!(c.sector_size, 512);
         assert_eq!(c.flush, FlushMethod::FlushDiskcache);
         assert!(c.indirect);
-        assert_eq!(c.segments_max, 256);
+        assert_eq!(c.segments_max, INDIRECT_SEGMENTS_MAX);
         assert!(!c.read_only);
         assert_eq!(c.block_info().size_bytes(), 1 << 20);
     }

@@ -1,7 +1,12 @@
 //! blkfront: the Xen block frontend, and the pieces it is built from.
 //!
 //! - [`config`]: the backend's xenstore nodes, validated.
-//! - [`inflight`]: requests in flight by id, and response validation.
+//! - [`response`]: a response judged against its request.
+//! - [`device`]: the data path, [`Blkfront`], a [`BlockDevice`](crate::BlockDevice).
 
 pub mod config;
-pub mod inflight;
+pub mod device;
+pub mod response;
+
+pub use config::{BackendConfig, BackendNodes, ConfigError, FlushMethod};
+pub use device::{Blkfront, BlkfrontStats, BlkifRing};

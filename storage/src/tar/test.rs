@@ -325,6 +325,7 @@ fn links_and_duplicates_last_wins() {
 }
 
 #[test]
+#[cfg(feature = "std")]
 fn system_tar_formats() {
     let dir = std::env::temp_dir().join(format!("ringlet-tar-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

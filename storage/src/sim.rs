@@ -1,0 +1,619 @@
+//! A block backend for the software Xen (`sim` feature): dom0's blkback,
+//! serving an in-memory image or a host file over a real blkif ring, with
+//! injected faults.
+//!
+//! [`Blkback`] maps the frontend's ring page through the sim's grant table,
+//! binds to its event channel, and serves requests the way Linux blkback
+//! does: segments are copied with grant copies, every request is bounds- and
+//! shape-checked (a bad one gets `BLKIF_RSP_ERROR`, never a panic), responses
+//! are pushed with notify hold-off (`rsp_event`) and the request side does
+//! `RING_FINAL_CHECK_FOR_REQUESTS`.
+//!
+//! It is driven by whoever runs the world: [`Blkback::service`] consumes
+//! every request there is and answers it. (It does not yet publish itself in
+//! xenstore: the test builds the frontend from [`Blkback::nodes`].)
+//!
+//! # Faults
+//!
+//! [`BlkbackFaults`] gives each fault a probability per request, drawn from
+//! the backend's own [`Prng`] (a sub-seed of the run's seed):
+//!
+//! | fault | what the frontend must do |
+//! | --- | --- |
+//! | `io_error` | fail that request with an I/O error (nothing transferred) |
+//! | `bad_id` | treat as a protocol error (unknown id) |
+//! | `duplicate` | treat the second response as a protocol error |
+//! | `bad_operation` | protocol error (operation mismatch) |
+//! | `bad_status` | protocol error (unknown status) |
+//! | `garbage` | the slot holds random bytes (a torn or short write): protocol error |
+//! | `producer_jump` | `rsp_prod` moved past the requests: protocol error |
+//! | `disconnect` | the backend stops answering and goes to Closing |
+#![allow(clippy::module_name_repetitions)]
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{fence, Ordering};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use ringlet_xen::abi::ring::{
+    ring_size, SRING_HEADER_SIZE, SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RSP_EVENT, SRING_RSP_PROD,
+};
+use ringlet_xen::hypervisor::{DomId, GrantRef, Hypervisor, Port, PAGE_SIZE};
+use ringlet_xen::sim::{GrantMapping, Prng, Ratio, SimDomain};
+
+use crate::blkif::{
+    self, IndirectRequest, Request, Response, Segment, BLKIF_SECTOR_SIZE,
+    INDIRECT_PAGES_PER_REQUEST_MAX, OP_FLUSH_DISKCACHE, OP_INDIRECT, OP_READ, OP_WRITE,
+    OP_WRITE_BARRIER, RSP_EOPNOTSUPP, RSP_ERROR, RSP_OKAY, SEGMENTS_PER_INDIRECT_PAGE,
+    SEGMENTS_PER_REQUEST_MAX, SLOT_SIZE, VDISK_READONLY,
+};
+
+/// Requests one [`Blkback::service`] call handles at most (a bound against
+/// a frontend that keeps the ring full forever).
+pub const SERVICE_REQUESTS_MAX: usize = 4096;
+
+/// What the backend serves.
+#[derive(Debug)]
+pub enum Backing {
+    /// An in-memory image (its length a multiple of 512).
+    Mem(Vec<u8>),
+    /// A host file.
+    File(File),
+}
+
+impl Backing {
+    fn len(&self) -> u64 {
+        match self {
+            Backing::Mem(v) => v.len() as u64,
+            Backing::File(f) => f.metadata().map(|m| m.len()).unwrap_or(0),
+        }
+    }
+
+    fn read(&self, at: u64, buf: &mut [u8]) -> bool {
+        match self {
+            Backing::Mem(v) => {
+                buf.copy_from_slice(&v[at as usize..at as usize + buf.len()]);
+                true
+            }
+            Backing::File(f) => f.read_exact_at(buf, at).is_ok(),
+        }
+    }
+
+    fn write(&mut self, at: u64, data: &[u8]) -> bool {
+        match self {
+            Backing::Mem(v) => {
+                v[at as usize..at as usize + data.len()].copy_from_slice(data);
+                true
+            }
+            Backing::File(f) => f.write_all_at(data, at).is_ok(),
+        }
+    }
+
+    fn flush(&self) -> bool {
+        match self {
+            Backing::Mem(_) => true,
+            Backing::File(f) => f.sync_data().is_ok(),
+        }
+    }
+}
+
+/// Per-request fault probabilities (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlkbackFaults {
+    /// `BLKIF_RSP_ERROR` instead of doing the request.
+    pub io_error: Ratio,
+    /// A response id that is not the request's.
+    pub bad_id: Ratio,
+    /// The response written twice.
+    pub duplicate: Ratio,
+    /// A response operation that is not the request's.
+    pub bad_operation: Ratio,
+    /// A status blkif does not define.
+    pub bad_status: Ratio,
+    /// Random bytes in the response slot.
+    pub garbage: Ratio,
+    /// `rsp_prod` pushed past the requests.
+    pub producer_jump: Ratio,
+    /// Stop serving (state Closing) before answering.
+    pub disconnect: Ratio,
+}
+
+impl BlkbackFaults {
+    /// No faults.
+    pub const NONE: BlkbackFaults = BlkbackFaults {
+        io_error: Ratio::NEVER,
+        bad_id: Ratio::NEVER,
+        duplicate: Ratio::NEVER,
+        bad_operation: Ratio::NEVER,
+        bad_status: Ratio::NEVER,
+        garbage: Ratio::NEVER,
+        producer_jump: Ratio::NEVER,
+        disconnect: Ratio::NEVER,
+    };
+
+    /// Faults chosen from `prng`: I/O errors on about half the runs; then
+    /// at most one protocol fault kind, each with a small probability.
+    pub fn from_prng(prng: &mut Prng) -> BlkbackFaults {
+        let mut f = BlkbackFaults::NONE;
+        if prng.below(2) == 0 {
+            f.io_error = Ratio::new(prng.range_inclusive(1, 10) as u32, 100);
+        }
+        let r = Ratio::new(prng.range_inclusive(1, 5) as u32, 1000);
+        match prng.below(9) {
+            0 => f.bad_id = r,
+            1 => f.duplicate = r,
+            2 => f.bad_operation = r,
+            3 => f.bad_status = r,
+            4 => f.garbage = r,
+            5 => f.producer_jump = r,
+            6 => f.disconnect = r,
+            _ => {}
+        }
+        f
+    }
+
+    /// Whether any fault that breaks the protocol (or disconnects) is on.
+    pub fn breaks_protocol(&self) -> bool {
+        [
+            self.bad_id,
+            self.duplicate,
+            self.bad_operation,
+            self.bad_status,
+            self.garbage,
+            self.producer_jump,
+            self.disconnect,
+        ]
+        .iter()
+        .any(|r| r.num() > 0)
+    }
+}
+
+/// How a [`Blkback`] presents its disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlkbackConfig {
+    /// `sector-size`.
+    pub sector_size: u32,
+    /// `VDISK_READONLY`.
+    pub read_only: bool,
+    /// `feature-flush-cache`.
+    pub flush_cache: bool,
+    /// `feature-barrier`.
+    pub barrier: bool,
+    /// `feature-max-indirect-segments` (0: not offered).
+    pub max_indirect_segments: u32,
+    /// Faults.
+    pub faults: BlkbackFaults,
+    /// Seed of the backend's PRNG.
+    pub seed: u64,
+}
+
+impl Default for BlkbackConfig {
+    fn default() -> Self {
+        BlkbackConfig {
+            sector_size: 512,
+            read_only: false,
+            flush_cache: true,
+            barrier: false,
+            max_indirect_segments: 32,
+            faults: BlkbackFaults::NONE,
+            seed: 0,
+        }
+    }
+}
+
+/// Why [`Blkback::attach`] failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AttachError {
+    /// The ring grant could not be mapped.
+    Map(ringlet_xen::sim::GrantError),
+    /// The event channel could not be bound.
+    Bind(ringlet_xen::hypervisor::XenError),
+}
+
+impl fmt::Display for AttachError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttachError::Map(e) => write!(f, "blkback: mapping the ring: {e}"),
+            AttachError::Bind(e) => write!(f, "blkback: binding the event channel: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AttachError {}
+
+/// Counters of a [`Blkback`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlkbackStats {
+    /// Requests consumed.
+    pub requests: u64,
+    /// Bytes read from the image.
+    pub bytes_read: u64,
+    /// Bytes written to the image.
+    pub bytes_written: u64,
+    /// Flushes and barriers.
+    pub flushes: u64,
+    /// Requests answered with an error because they were malformed.
+    pub bad_requests: u64,
+    /// Injected I/O errors.
+    pub io_errors: u64,
+    /// Injected protocol faults (ids, ops, statuses, garbage, producer, duplicates).
+    pub protocol_faults: u64,
+    /// Notifications sent to the frontend.
+    pub notifies: u64,
+}
+
+/// The sim's blkback for one frontend.
+pub struct Blkback {
+    dom0: SimDomain,
+    front: DomId,
+    ring: GrantMapping,
+    port: Port,
+    size: u32,
+    req_cons: u32,
+    rsp_prod_pvt: u32,
+    backing: Backing,
+    config: BlkbackConfig,
+    prng: Prng,
+    disconnected: bool,
+    broken: bool,
+    stats: BlkbackStats,
+}
+
+impl fmt::Debug for Blkback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Blkback")
+            .field("front", &self.front)
+            .field("config", &self.config)
+            .field("disconnected", &self.disconnected)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Blkback {
+    /// Connects to `front`'s ring (`ring_ref`) and event channel (`port`,
+    /// allocated unbound for dom0), serving `backing` as `config` says.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError`] if the grant cannot be mapped or the port bound.
+    pub fn attach(
+        dom0: SimDomain,
+        front: DomId,
+        ring_ref: GrantRef,
+        port: Port,
+        backing: Backing,
+        config: BlkbackConfig,
+    ) -> Result<Blkback, AttachError> {
+        let ring = dom0
+            .map_grant(front, ring_ref, false)
+            .map_err(AttachError::Map)?;
+        let port = dom0
+            .evtchn_bind_interdomain(front, port)
+            .map_err(AttachError::Bind)?;
+        Ok(Blkback {
+            dom0,
+            front,
+            ring,
+            port,
+            size: ring_size(SLOT_SIZE, PAGE_SIZE),
+            req_cons: 0,
+            rsp_prod_pvt: 0,
+            backing,
+            config,
+            prng: Prng::new(config.seed),
+            disconnected: false,
+            broken: false,
+            stats: BlkbackStats::default(),
+        })
+    }
+
+    /// The backend's xenstore nodes as `(name, value)`: what Linux blkback
+    /// writes under `backend/vbd/<front>/<dev>`.
+    pub fn nodes(&self) -> Vec<(&'static str, std::string::String)> {
+        let c = &self.config;
+        let mut v = vec![
+            (
+                "sectors",
+                std::format!("{}", self.backing.len() / BLKIF_SECTOR_SIZE as u64),
+            ),
+            ("sector-size", std::format!("{}", c.sector_size)),
+            (
+                "info",
+                std::format!("{}", if c.read_only { VDISK_READONLY } else { 0 }),
+            ),
+            (
+                "feature-flush-cache",
+                std::format!("{}", u8::from(c.flush_cache)),
+            ),
+            ("feature-barrier", std::format!("{}", u8::from(c.barrier))),
+        ];
+        if c.max_indirect_segments > 0 {
+            v.push((
+                "feature-max-indirect-segments",
+                std::format!("{}", c.max_indirect_segments),
+            ));
+        }
+        v
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> BlkbackStats {
+        self.stats
+    }
+
+    /// Whether an injected disconnect happened (the backend is Closing).
+    pub fn is_disconnected(&self) -> bool {
+        self.disconnected
+    }
+
+    /// The image (for checks after a run).
+    pub fn backing(&self) -> &Backing {
+        &self.backing
+    }
+
+    /// Consumes and answers every request on the ring (at most
+    /// [`SERVICE_REQUESTS_MAX`]); returns how many.
+    pub fn service(&mut self) -> usize {
+        let mut done = 0;
+        while !self.disconnected && !self.broken && done < SERVICE_REQUESTS_MAX {
+            // Acquire: the request slots are read after the producer index.
+            let prod = self
+                .ring
+                .mem()
+                .atomic_u32(SRING_REQ_PROD)
+                .load(Ordering::Acquire);
+            let pending = prod.wrapping_sub(self.req_cons);
+            if pending > self.size {
+                // The frontend broke the ring: stop serving it.
+                self.broken = true;
+                break;
+            }
+            if pending == 0 {
+                // RING_FINAL_CHECK_FOR_REQUESTS.
+                let mem = self.ring.mem();
+                mem.atomic_u32(SRING_REQ_EVENT)
+                    .store(self.req_cons.wrapping_add(1), Ordering::Relaxed);
+                // Orders the req_event store before the re-read of req_prod.
+                fence(Ordering::SeqCst);
+                if mem.atomic_u32(SRING_REQ_PROD).load(Ordering::Acquire) == self.req_cons {
+                    break;
+                }
+                continue;
+            }
+            let idx = (self.req_cons & (self.size - 1)) as usize;
+            let mut slot = [0u8; SLOT_SIZE];
+            self.ring
+                .mem()
+                .read(SRING_HEADER_SIZE + idx * SLOT_SIZE, &mut slot);
+            self.req_cons = self.req_cons.wrapping_add(1);
+            self.stats.requests += 1;
+            done += 1;
+            self.handle(&slot);
+            if done % self.size as usize == 0 {
+                self.push_responses();
+            }
+        }
+        self.push_responses();
+        done
+    }
+
+    fn chance(&mut self, r: Ratio) -> bool {
+        r.num() > 0 && self.prng.chance(r)
+    }
+
+    fn handle(&mut self, slot: &[u8; SLOT_SIZE]) {
+        let faults = self.config.faults;
+        if self.chance(faults.disconnect) {
+            self.disconnected = true;
+            self.dom0.note(std::format!(
+                "blkback: injected disconnect of dom{}",
+                self.front.0
+            ));
+            return;
+        }
+        let op = slot[0];
+        let (id, status) = match op {
+            OP_READ | OP_WRITE => {
+                let req = Request::decode(slot);
+                let n = usize::from(req.nr_segments);
+                let st = if n == 0 || n > SEGMENTS_PER_REQUEST_MAX {
+                    self.stats.bad_requests += 1;
+                    RSP_ERROR
+                } else {
+                    self.transfer(op == OP_WRITE, req.sector_number, &req.seg[..n])
+                };
+                (req.id, st)
+            }
+            OP_INDIRECT => {
+                let req = IndirectRequest::decode(slot);
+                let st = match self.indirect_segments(&req) {
+                    Some(segs) if req.indirect_op == OP_READ || req.indirect_op == OP_WRITE => {
+                        self.transfer(req.indirect_op == OP_WRITE, req.sector_number, &segs)
+                    }
+                    _ => {
+                        self.stats.bad_requests += 1;
+                        RSP_ERROR
+                    }
+                };
+                (req.id, st)
+            }
+            OP_FLUSH_DISKCACHE | OP_WRITE_BARRIER => {
+                let req = Request::decode(slot);
+                let offered = if op == OP_FLUSH_DISKCACHE {
+                    self.config.flush_cache
+                } else {
+                    self.config.barrier
+                };
+                self.stats.flushes += 1;
+                let st = if !offered {
+                    RSP_EOPNOTSUPP
+                } else if self.chance(faults.io_error) {
+                    self.stats.io_errors += 1;
+                    RSP_ERROR
+                } else if self.backing.flush() {
+                    RSP_OKAY
+                } else {
+                    RSP_ERROR
+                };
+                (req.id, st)
+            }
+            _ => (Request::decode(slot).id, RSP_EOPNOTSUPP),
+        };
+        let mut rsp = Response {
+            id,
+            operation: op,
+            status,
+            ..Response::default()
+        };
+        if self.chance(faults.bad_id) {
+            rsp.id ^= 1 << self.prng.below(64);
+            self.stats.protocol_faults += 1;
+        }
+        if self.chance(faults.bad_operation) {
+            rsp.operation = rsp.operation.wrapping_add(1 + self.prng.below(200) as u8);
+            self.stats.protocol_faults += 1;
+        }
+        if self.chance(faults.bad_status) {
+            rsp.status = [1, 2, -3, i16::MAX, i16::MIN][self.prng.below(5) as usize];
+            self.stats.protocol_faults += 1;
+        }
+        let mut bytes = rsp.encode();
+        if self.chance(faults.garbage) {
+            self.prng.fill(&mut bytes);
+            self.stats.protocol_faults += 1;
+        }
+        self.write_response(&bytes);
+        if self.chance(faults.duplicate) {
+            self.write_response(&bytes);
+            self.stats.protocol_faults += 1;
+        }
+        if self.chance(faults.producer_jump) {
+            self.rsp_prod_pvt = self
+                .rsp_prod_pvt
+                .wrapping_add(self.size + 1 + self.prng.below(100) as u32);
+            self.stats.protocol_faults += 1;
+        }
+    }
+
+    /// The segments of an indirect request, read out of its indirect pages;
+    /// `None` if the request is malformed.
+    fn indirect_segments(&mut self, req: &IndirectRequest) -> Option<Vec<Segment>> {
+        let n = usize::from(req.nr_segments);
+        if n == 0 || n > self.config.max_indirect_segments as usize {
+            return None;
+        }
+        let pages = n.div_ceil(SEGMENTS_PER_INDIRECT_PAGE);
+        if pages > INDIRECT_PAGES_PER_REQUEST_MAX {
+            return None;
+        }
+        let mut segs = Vec::with_capacity(n);
+        for (p, &gref) in req.indirect_grefs[..pages].iter().enumerate() {
+            let count = (n - p * SEGMENTS_PER_INDIRECT_PAGE).min(SEGMENTS_PER_INDIRECT_PAGE);
+            let mut raw = vec![0u8; count * 8];
+            self.dom0
+                .copy_from_grant(self.front, GrantRef(gref), 0, &mut raw)
+                .ok()?;
+            segs.extend(
+                raw.chunks_exact(8)
+                    .map(|c| Segment::decode(c.try_into().expect("8 bytes"))),
+            );
+        }
+        Some(segs)
+    }
+
+    /// Does a read or write of `segs` starting at 512-byte sector `sector`.
+    fn transfer(&mut self, write: bool, sector: u64, segs: &[Segment]) -> i16 {
+        let ss = BLKIF_SECTOR_SIZE as u64;
+        let logical = u64::from(self.config.sector_size);
+        let mut total = 0u64;
+        for s in segs {
+            if s.first_sect > s.last_sect
+                || usize::from(s.last_sect) >= PAGE_SIZE / BLKIF_SECTOR_SIZE
+            {
+                self.stats.bad_requests += 1;
+                return RSP_ERROR;
+            }
+            total += u64::from(s.last_sect - s.first_sect) + 1;
+        }
+        let end = sector.checked_add(total).and_then(|e| e.checked_mul(ss));
+        if end.is_none_or(|e| e > self.backing.len())
+            || !(sector * ss).is_multiple_of(logical)
+            || !(total * ss).is_multiple_of(logical)
+        {
+            self.stats.bad_requests += 1;
+            return RSP_ERROR;
+        }
+        if write && self.config.read_only {
+            self.stats.bad_requests += 1;
+            return RSP_ERROR;
+        }
+        if self.chance(self.config.faults.io_error) {
+            self.stats.io_errors += 1;
+            return RSP_ERROR;
+        }
+        let mut at = sector * ss;
+        let mut buf = [0u8; PAGE_SIZE];
+        for s in segs {
+            let off = usize::from(s.first_sect) * BLKIF_SECTOR_SIZE;
+            let len = (usize::from(s.last_sect - s.first_sect) + 1) * BLKIF_SECTOR_SIZE;
+            let chunk = &mut buf[..len];
+            let ok = if write {
+                self.dom0
+                    .copy_from_grant(self.front, GrantRef(s.gref), off, chunk)
+                    .is_ok()
+                    && self.backing.write(at, chunk)
+            } else {
+                self.backing.read(at, chunk)
+                    && self
+                        .dom0
+                        .copy_to_grant(self.front, GrantRef(s.gref), off, chunk)
+                        .is_ok()
+            };
+            if !ok {
+                self.stats.bad_requests += 1;
+                return RSP_ERROR;
+            }
+            if write {
+                self.stats.bytes_written += len as u64;
+            } else {
+                self.stats.bytes_read += len as u64;
+            }
+            at += len as u64;
+        }
+        RSP_OKAY
+    }
+
+    fn write_response(&mut self, bytes: &[u8; blkif::RESPONSE_SIZE]) {
+        let idx = (self.rsp_prod_pvt & (self.size - 1)) as usize;
+        self.ring
+            .mem()
+            .write(SRING_HEADER_SIZE + idx * SLOT_SIZE, bytes);
+        self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(1);
+    }
+
+    /// `RING_PUSH_RESPONSES_AND_CHECK_NOTIFY`, then the notification.
+    fn push_responses(&mut self) {
+        let mem = self.ring.mem();
+        let rsp_prod = mem.atomic_u32(SRING_RSP_PROD);
+        let old = rsp_prod.load(Ordering::Relaxed);
+        let new = self.rsp_prod_pvt;
+        if old == new {
+            return;
+        }
+        // Orders the response slots before the producer index.
+        fence(Ordering::Release);
+        rsp_prod.store(new, Ordering::Relaxed);
+        // Orders the producer store before the rsp_event load.
+        fence(Ordering::SeqCst);
+        let event = mem.atomic_u32(SRING_RSP_EVENT).load(Ordering::Relaxed);
+        if new.wrapping_sub(event) < new.wrapping_sub(old) {
+            self.stats.notifies += 1;
+            // A failed send means the frontend closed its port: nothing to do.
+            let _ = self.dom0.evtchn_send(self.port);
+        }
+    }
+}
