@@ -16,6 +16,7 @@ pub mod hypervisor;
 #[allow(unsafe_code)]
 pub mod pvh;
 pub mod xenstore;
+pub mod console;
 pub mod evtchn;
 pub mod grant;
 pub mod guest;
