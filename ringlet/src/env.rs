@@ -27,6 +27,8 @@ use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 
 use ringlet_xen::guest::Guest;
+use ringlet_xen::xenstore::client::{RequestError, Xenstore};
+use ringlet_xen::xenstore::wire::XenstoreError;
 
 /// The most tasks that may wait on [`Env::shutdown_requested`] at once; a
 /// further waiter replaces the oldest (which is then polled again when the
@@ -147,6 +149,51 @@ impl Future for ShutdownRequested {
     }
 }
 
+/// The xenstore key the toolstack writes a shutdown request to (relative to
+/// the domain's home, `/local/domain/<domid>`).
+pub const CONTROL_SHUTDOWN: &str = "control/shutdown";
+
+/// Watches [`CONTROL_SHUTDOWN`] and records the first valid request in
+/// `signal`, then returns. Empty and unknown values are ignored. Runs as a
+/// task for the whole life of `main`.
+pub(crate) async fn watch_shutdown(xenstore: Xenstore, signal: ShutdownSignal) {
+    let mut watch = match xenstore.watch(CONTROL_SHUTDOWN).await {
+        Ok(watch) => watch,
+        Err(e) => {
+            log::warn!("no shutdown watch ({e}): `xl shutdown` will not reach the appliance");
+            return;
+        }
+    };
+    // The daemon fires once at registration, so a request written before the
+    // watch existed is seen too.
+    while watch.next().await.is_some() {
+        match xenstore.read(CONTROL_SHUTDOWN).await {
+            Ok(value) => {
+                if let Some(kind) = ShutdownKind::parse(&value) {
+                    signal.request(kind);
+                    return;
+                }
+                if !value.is_empty() {
+                    log::warn!(
+                        "ignoring {CONTROL_SHUTDOWN} = {:?}",
+                        alloc::string::String::from_utf8_lossy(&value)
+                    );
+                }
+            }
+            Err(RequestError::Xenstore(XenstoreError::NoEnt)) => {}
+            Err(e) => log::warn!("reading {CONTROL_SHUTDOWN}: {e}"),
+        }
+    }
+    log::warn!("the shutdown watch ended (xenstore connection broken)");
+}
+
+/// Acknowledges a shutdown request the way guests do: the key is emptied.
+pub(crate) async fn acknowledge_shutdown(xenstore: &Xenstore) {
+    if let Err(e) = xenstore.write(CONTROL_SHUTDOWN, b"").await {
+        log::warn!("acknowledging {CONTROL_SHUTDOWN}: {e}");
+    }
+}
+
 /// What an appliance's `main` receives.
 ///
 /// - [`guest`](Env::guest): the domain's handle for drivers (event channels,
@@ -154,6 +201,7 @@ impl Future for ShutdownRequested {
 /// - [`cmdline`](Env::cmdline): the kernel command line (xl's `extra=`; on
 ///   the sim, the program's arguments joined by spaces);
 /// - [`hypervisor`](Env::hypervisor): e.g. `Xen 4.17.7`;
+/// - [`xenstore`](Env::xenstore): the xenstore client;
 /// - [`shutdown_requested`](Env::shutdown_requested): resolves when the
 ///   toolstack asks the domain to stop.
 #[derive(Debug, Clone)]
@@ -161,6 +209,7 @@ pub struct Env {
     guest: Guest,
     cmdline: Rc<str>,
     hypervisor: Rc<str>,
+    xenstore: Option<Xenstore>,
     shutdown: ShutdownSignal,
 }
 
@@ -171,14 +220,23 @@ impl Env {
         guest: Guest,
         cmdline: &str,
         hypervisor: &str,
+        xenstore: Option<Xenstore>,
         shutdown: ShutdownSignal,
     ) -> Env {
         Env {
             guest,
             cmdline: Rc::from(cmdline),
             hypervisor: Rc::from(hypervisor),
+            xenstore,
             shutdown,
         }
+    }
+
+    /// The domain's xenstore connection (shared with the runtime's shutdown
+    /// watch and with drivers). `None` only if the toolstack gave the domain
+    /// no xenstore ring (the runtime logged why).
+    pub fn xenstore(&self) -> Option<&Xenstore> {
+        self.xenstore.as_ref()
     }
 
     /// What runs the guest: `Xen 4.17.7` (from `XENVER_version` and

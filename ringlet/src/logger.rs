@@ -7,7 +7,7 @@
 //! the console writer), port 0xe9 still gets it.
 
 use core::fmt::{self, Write as _};
-use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 /// The longest line a record is formatted into.
 pub const LOG_LINE_BYTES: usize = 512;
@@ -18,7 +18,6 @@ pub type LineSink = fn(&[u8]);
 
 static SINK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 static EARLY: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
-static MAX_LEVEL: AtomicU8 = AtomicU8::new(log::LevelFilter::Info as u8);
 
 struct Logger;
 
@@ -89,7 +88,7 @@ pub(crate) fn emit(bytes: &[u8]) {
 
 impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
+        metadata.level() <= log::max_level()
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -111,7 +110,6 @@ impl log::Log for Logger {
 /// replace the early console.
 pub(crate) fn init(early: LineSink, level: log::LevelFilter) {
     store(&EARLY, early);
-    MAX_LEVEL.store(level as u8, Ordering::Relaxed);
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(level);
     }

@@ -7,7 +7,8 @@
 //! 1. wrap the hypervisor in a [`Guest`] and build the executor over
 //!    [`XenPlatform`] (pvclock clock, event demux, `block` as the idle step);
 //! 2. bring up the PV console as the `log` backend and the crash console;
-//! 3. start the watch on `control/shutdown`;
+//! 3. connect the xenstore client and start the watch on
+//!    `control/shutdown` (acknowledged by emptying it after `main`);
 //! 4. run `main(env)` to completion;
 //! 5. `Ok` → `SCHEDOP_shutdown` with poweroff (or reboot, if that was
 //!    requested); `Err` → the error on the console and port 0xe9, then
@@ -50,6 +51,7 @@ mod pvh {
     use ringlet_xen::hypervisor::{Hypervisor, ShutdownReason};
     use ringlet_xen::platform::XenPlatform;
     use ringlet_xen::pvh::{self, Pvh};
+    use ringlet_xen::xenstore::client::Xenstore;
 
     use super::MainResult;
     use crate::env::{Env, ShutdownKind, ShutdownSignal};
@@ -71,9 +73,29 @@ mod pvh {
         let guest = Guest::new(hv);
         let shutdown = ShutdownSignal::new();
         let version = alloc::format!("Xen {}", xen.xen_version());
-        let env = Env::new(guest.clone(), xen.cmdline(), &version, shutdown.clone());
+        let xenstore = match Xenstore::new(&guest) {
+            Ok(xenstore) => Some(xenstore),
+            Err(e) => {
+                log::warn!("xenstore: {e}");
+                None
+            }
+        };
+        let env = Env::new(
+            guest.clone(),
+            xen.cmdline(),
+            &version,
+            xenstore.clone(),
+            shutdown.clone(),
+        );
         let executor = Executor::new(XenPlatform::new(guest.clone()));
+        // Dropping the handle cancels the watch: it lives until main returns.
+        let _watch = xenstore
+            .clone()
+            .map(|xs| executor.spawn(crate::env::watch_shutdown(xs, shutdown.clone())));
         let outcome = executor.run(main(env)).into_outcome();
+        if let (Some(xs), Some(_)) = (&xenstore, shutdown.requested()) {
+            executor.run(crate::env::acknowledge_shutdown(xs));
+        }
         match outcome {
             Ok(()) => {
                 let reason = match shutdown.requested() {

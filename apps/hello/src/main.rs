@@ -1,22 +1,157 @@
-//! The hello appliance (boot test stage).
+//! The hello appliance: the smallest Ringlet guest that exercises the
+//! platform end to end. The real-Xen suite's `hello` scenario
+//! (xtask/src/e2e/scenarios/hello.sh, docs/real-xen.md) checks each step
+//! from dom0; `cargo run -p ringlet-hello` runs it on the software Xen.
+//!
+//! 1. logs `hello from ringlet on Xen x.y.z`;
+//! 2. with `panic` on its command line, panics (a crashed domain with the
+//!    message on the console);
+//! 3. sleeps [`SLEEP`] and logs how late it woke (never early);
+//! 4. reads its domid and name from xenstore;
+//! 5. writes `data/ringlet-hello/greeting` = `hello from <name>`;
+//! 6. grants dom0 read access to a page filled with [`PAGE_PATTERN`] and
+//!    writes the grant reference to `data/ringlet-hello/gref`;
+//! 7. watches `data/ringlet-hello/poke`; when dom0 writes a token there,
+//!    logs it and writes it back to `data/ringlet-hello/poke-ack`;
+//! 8. waits for `xl shutdown` and returns (the runtime powers off).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use core::fmt;
+
 use ringlet::executor::{sleep, Duration, Instant};
+use ringlet::xen::grant::{Access, GrantedPage};
+use ringlet::xen::hypervisor::{DomId, PAGE_SIZE};
+use ringlet::xen::xenstore::client::{RequestError, WatchError};
+use ringlet::xen::xenstore::wire::XenstoreError;
+
+/// How long hello sleeps to measure timer lateness.
+const SLEEP: Duration = Duration::from_millis(100);
+
+/// The keys hello writes, relative to its xenstore home.
+const DATA: &str = "data/ringlet-hello";
+
+/// The text the granted page is filled with (repeated, cut at 4096 bytes).
+const PAGE_PATTERN: &[u8] = b"ringlet-hello grant page\n";
+
+/// The longest poke token hello echoes back.
+const POKE_BYTES_MAX: usize = 256;
+
+/// Why hello failed.
+#[derive(Debug)]
+enum HelloError {
+    /// The toolstack gave no xenstore ring.
+    NoXenstore,
+    /// A xenstore request failed.
+    Xenstore(&'static str, RequestError),
+    /// The watch could not be set.
+    Watch(WatchError),
+    /// The page could not be allocated or granted.
+    Grant(String),
+    /// The watch stream ended (xenstore connection broken).
+    WatchEnded,
+}
+
+impl fmt::Display for HelloError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HelloError::NoXenstore => f.write_str("no xenstore"),
+            HelloError::Xenstore(what, e) => write!(f, "{what}: {e}"),
+            HelloError::Watch(e) => write!(f, "watch: {e}"),
+            HelloError::Grant(e) => write!(f, "grant: {e}"),
+            HelloError::WatchEnded => f.write_str("the poke watch ended"),
+        }
+    }
+}
 
 #[ringlet::main]
-async fn main(env: ringlet::Env) {
+async fn main(env: ringlet::Env) -> Result<(), HelloError> {
     log::info!("hello from ringlet on {}", env.hypervisor());
     if env.cmdline_has("panic") {
         panic!("ringlet-hello: panic requested on the command line");
     }
-    let want = Duration::from_millis(100);
+
     let start = Instant::now();
-    sleep(want).await;
+    sleep(SLEEP).await;
     let took = start.elapsed();
-    log::info!(
-        "hello: slept {} ms, late by {} us",
-        want.as_millis(),
-        took.as_micros() as i128 - want.as_micros() as i128
-    );
+    if took >= SLEEP {
+        log::info!(
+            "hello: slept {} ms, late by {} us",
+            SLEEP.as_millis(),
+            (took - SLEEP).as_micros()
+        );
+    } else {
+        log::info!(
+            "hello: slept {} ms, early by {} us",
+            SLEEP.as_millis(),
+            (SLEEP - took).as_micros()
+        );
+    }
+
+    let xs = env.xenstore().ok_or(HelloError::NoXenstore)?;
+    let domid = xs
+        .domid()
+        .await
+        .map_err(|e| HelloError::Xenstore("read domid", e))?;
+    let name = xs
+        .read_string("name")
+        .await
+        .map_err(|e| HelloError::Xenstore("read name", e))?;
+    log::info!("hello: domid={} name={}", domid.0, name);
+
+    xs.write(&format!("{DATA}/greeting"), format!("hello from {name}"))
+        .await
+        .map_err(|e| HelloError::Xenstore("write greeting", e))?;
+
+    let page = env
+        .guest()
+        .alloc_page()
+        .map_err(|e| HelloError::Grant(format!("{e}")))?;
+    let mem = page.mem();
+    for offset in (0..PAGE_SIZE).step_by(PAGE_PATTERN.len()) {
+        let len = PAGE_PATTERN.len().min(PAGE_SIZE - offset);
+        mem.write(offset, &PAGE_PATTERN[..len]);
+    }
+    let granted = GrantedPage::new(page, DomId::DOM0, Access::ReadOnly)
+        .map_err(|(_, e)| HelloError::Grant(format!("{e}")))?;
+    xs.write(
+        &format!("{DATA}/gref"),
+        format!("{}", granted.grant_ref().0),
+    )
+    .await
+    .map_err(|e| HelloError::Xenstore("write gref", e))?;
+    log::info!("hello: granted page gref={} to dom0", granted.grant_ref().0);
+
+    let poke_path = format!("{DATA}/poke");
+    let mut watch = xs.watch(&poke_path).await.map_err(HelloError::Watch)?;
+    loop {
+        watch.next().await.ok_or(HelloError::WatchEnded)?;
+        let token = match xs.read(&poke_path).await {
+            Ok(token) => token,
+            // The watch fires once when it is set, before dom0 wrote anything.
+            Err(RequestError::Xenstore(XenstoreError::NoEnt)) => continue,
+            Err(e) => return Err(HelloError::Xenstore("read poke", e)),
+        };
+        if token.is_empty() || token.len() > POKE_BYTES_MAX {
+            log::warn!("hello: ignoring a poke of {} bytes", token.len());
+            continue;
+        }
+        let token = String::from_utf8_lossy(&token);
+        log::info!("hello: watch fired poke={token}");
+        xs.write(&format!("{DATA}/poke-ack"), token.as_bytes())
+            .await
+            .map_err(|e| HelloError::Xenstore("write poke-ack", e))?;
+        break;
+    }
+    drop(watch);
+
+    let kind = env.shutdown_requested().await;
+    log::info!("hello: shutdown requested ({kind})");
+    // The grant ends when `granted` drops (dom0 unmapped it long ago).
+    drop(granted);
+    Ok(())
 }

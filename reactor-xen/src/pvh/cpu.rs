@@ -307,6 +307,12 @@ pub(crate) struct CpuidResult {
 /// `cpuid` for `leaf` (sub-leaf 0).
 #[inline]
 pub(crate) fn cpuid(leaf: u32) -> CpuidResult {
+    cpuid_sub(leaf, 0)
+}
+
+/// `cpuid` for `leaf` and `sub_leaf`.
+#[inline]
+pub(crate) fn cpuid_sub(leaf: u32, sub_leaf: u32) -> CpuidResult {
     let (eax, ebx, ecx, edx): (u32, u32, u32, u32);
     // SAFETY: cpuid has no memory effects; rbx is reserved by LLVM, so it is
     // saved and restored around the instruction.
@@ -317,7 +323,7 @@ pub(crate) fn cpuid(leaf: u32) -> CpuidResult {
             "xchg {tmp:r}, rbx",
             tmp = out(reg) ebx,
             inout("eax") leaf => eax,
-            inout("ecx") 0u32 => ecx,
+            inout("ecx") sub_leaf => ecx,
             out("edx") edx,
             options(nomem, nostack, preserves_flags),
         );

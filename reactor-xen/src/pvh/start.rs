@@ -100,6 +100,7 @@ extern "C" fn ringlet_pvh_start64(start_info_paddr: u64) -> ! {
     }
     let version = sched::xen_version();
     early_println!("Xen {version}");
+    report_tsc(&start);
 
     let cmdline = read_cmdline(&start);
     let heap_bytes = init_heap(start_info_paddr, &start, cmdline);
@@ -339,4 +340,24 @@ fn set_upcall_vector() -> Upcall {
     }
     debug_assert_eq!(hvm_get_param(HVM_PARAM_CALLBACK_IRQ).ok(), Some(value));
     Upcall::CallbackVector(UPCALL_VECTOR)
+}
+
+/// Logs what Xen says about the TSC (CPUID leaf `base + 3`): the mode, the
+/// guest's TSC frequency, and whether `rdtsc` is emulated.
+fn report_tsc(_start: &HvmStartInfo) {
+    let Some(base) = hypercall::xen_cpuid_base() else {
+        return;
+    };
+    if cpu::cpuid(base).eax < base + 3 {
+        return;
+    }
+    let leaf0 = cpu::cpuid_sub(base + 3, 0);
+    let leaf2 = cpu::cpuid_sub(base + 3, 2);
+    early_println!(
+        "tsc: mode {} emulated {} guest {} kHz host {} kHz",
+        leaf0.ebx,
+        leaf0.eax & 1,
+        leaf0.ecx,
+        leaf2.eax
+    );
 }

@@ -270,6 +270,7 @@ impl Hypervisor for Pvh {
         // An event that arrived since the check above left the vector
         // pending in the LAPIC: `sti; hlt` takes it at once.
         cpu::enable_interrupts_and_halt();
+        log::trace!("block({deadline_ns:?}) woke at {}", self.now_ns());
     }
 
     fn early_console_write(&self, bytes: &[u8]) {
