@@ -581,3 +581,40 @@ fn seeded_faults_never_give_wrong_results() {
     assert!(ok_runs >= seeds as u32 - xs_faulty);
     assert!(ok_runs < seeds as u32, "no seed met a xenstore fault");
 }
+
+#[test]
+fn wait_until_and_wait_for_state() {
+    let w = world();
+    let home = w.home();
+    w.ex.block_on(async {
+        let xs = Xenstore::new(&w.guest).unwrap();
+        assert_eq!(xs.read_optional("data/none").await, Ok(None));
+        xs.write("data/some", "x").await.unwrap();
+        assert_eq!(xs.read_optional("data/some").await, Ok(Some(b"x".to_vec())));
+
+        // Already true: returns at once.
+        let v = xs.wait_until("data/some", |v| v.map(<[u8]>::to_vec)).await;
+        assert_eq!(v, Ok(b"x".to_vec()));
+
+        // dom0 moves a backend state along; the waiter sees only the one it wants.
+        let state = format!("{home}/device/vif/0/state");
+        let waiter = {
+            let xs = xs.clone();
+            spawn(async move {
+                xs.wait_for_state("device/vif/0/state", |s| s == XenbusState::Connected)
+                    .await
+            })
+        };
+        ringlet_executor::yield_now().await;
+        for s in [XenbusState::Initialising, XenbusState::InitWait, XenbusState::Connected] {
+            w.dom0_write(&state, s.as_str().as_bytes());
+            ringlet_executor::sleep(ringlet_executor::Duration::from_millis(1)).await;
+        }
+        assert_eq!(waiter.await.unwrap(), Ok(XenbusState::Connected));
+        // The waiter's watch is gone once the unwatch reply is in.
+        xs.read("domid").await.unwrap();
+        assert_eq!(w.sim.xenstore(|s| s.watch_count(w.dom)), 0);
+        let r = xs.wait_until("/local/domain/0/name", |_| Some(())).await;
+        assert!(matches!(r, Err(ringlet_xen::xenstore::WaitError::Request(e)) if e.is(XenstoreError::Acces)));
+    });
+}

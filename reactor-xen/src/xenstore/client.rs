@@ -92,6 +92,10 @@ pub const WATCH_EVENTS_QUEUED_MAX: usize = 32;
 /// conflicts.
 pub const TRANSACTION_RETRIES_MAX: u32 = 16;
 
+/// Watch events one [`Xenstore::wait_until`] handles before giving up (a
+/// bound against a peer that changes the node forever).
+pub const WAIT_EVENTS_MAX: usize = 1024;
+
 /// Bytes waiting to go into the request ring, at most (one message per slot).
 const OUTBOX_MAX: usize = SLOTS * MESSAGE_MAX;
 
@@ -203,6 +207,47 @@ impl core::error::Error for WatchError {
         match self {
             WatchError::Request(e) => Some(e),
             WatchError::TooManyWatches => None,
+        }
+    }
+}
+
+/// Why [`Xenstore::wait_until`] (or [`Xenstore::wait_for_state`]) gave up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// The watch could not be set up.
+    Watch(WatchError),
+    /// Reading the node failed (other than `ENOENT`, which is "absent").
+    Request(RequestError),
+    /// The connection broke while waiting (the watch ended).
+    WatchEnded,
+    /// The node changed [`WAIT_EVENTS_MAX`] times without satisfying the
+    /// condition.
+    TooManyChanges,
+}
+
+impl fmt::Display for WaitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitError::Watch(e) => e.fmt(f),
+            WaitError::Request(e) => e.fmt(f),
+            WaitError::WatchEnded => f.write_str("xenstore watch ended while waiting"),
+            WaitError::TooManyChanges => {
+                write!(
+                    f,
+                    "xenstore node changed {WAIT_EVENTS_MAX} times while waiting"
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for WaitError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            WaitError::Watch(e) => Some(e),
+            WaitError::Request(e) => Some(e),
+            _ => None,
         }
     }
 }
@@ -801,6 +846,71 @@ impl Xenstore {
     /// As [`read_int`](Self::read_int).
     pub async fn domid(&self) -> Result<DomId, RequestError> {
         self.read_int::<u16>("domid").await.map(DomId)
+    }
+
+    /// Reads `path`, or `None` if it does not exist (`ENOENT`).
+    ///
+    /// # Errors
+    /// As [`read`](Self::read), except `ENOENT`.
+    pub async fn read_optional(&self, path: &str) -> Result<Option<Vec<u8>>, RequestError> {
+        match self.read(path).await {
+            Ok(v) => Ok(Some(v)),
+            Err(RequestError::Xenstore(XenstoreError::NoEnt)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until `check` accepts the value of `path` (`None`: the node
+    /// does not exist) and returns what it returned. `check` runs on the
+    /// current value first, then after every change a watch on `path` sees.
+    ///
+    /// # Errors
+    /// [`WaitError`]; a read error other than `ENOENT` ends the wait.
+    ///
+    /// # Cancellation
+    /// Cancel-safe: dropping the future drops the watch (unregistering it).
+    ///
+    /// # Examples
+    /// ```
+    /// use ringlet_xen::xenstore::{WaitError, Xenstore};
+    ///
+    /// /// Waits for dom0 to write `data/go` (any value) and returns it.
+    /// async fn wait_go(xs: &Xenstore) -> Result<Vec<u8>, WaitError> {
+    ///     xs.wait_until("data/go", |v| v.map(<[u8]>::to_vec)).await
+    /// }
+    /// ```
+    pub async fn wait_until<T>(
+        &self,
+        path: &str,
+        mut check: impl FnMut(Option<&[u8]>) -> Option<T>,
+    ) -> Result<T, WaitError> {
+        let mut watch = self.watch(path).await.map_err(WaitError::Watch)?;
+        for _ in 0..WAIT_EVENTS_MAX {
+            let value = self.read_optional(path).await.map_err(WaitError::Request)?;
+            if let Some(t) = check(value.as_deref()) {
+                return Ok(t);
+            }
+            watch.next().await.ok_or(WaitError::WatchEnded)?;
+        }
+        Err(WaitError::TooManyChanges)
+    }
+
+    /// Waits until the xenbus `state` node at `path` holds a state `accept`
+    /// takes, and returns that state. An absent node or a value that is not
+    /// a state counts as not accepted (a peer may not have written it yet).
+    ///
+    /// # Errors
+    /// [`WaitError`].
+    pub async fn wait_for_state(
+        &self,
+        path: &str,
+        mut accept: impl FnMut(XenbusState) -> bool,
+    ) -> Result<XenbusState, WaitError> {
+        self.wait_until(path, |v| {
+            v.and_then(|v| XenbusState::parse(v).ok())
+                .filter(|&s| accept(s))
+        })
+        .await
     }
 
     /// Writes `value` to `path`, creating it (and missing parents).

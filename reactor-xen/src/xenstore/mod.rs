@@ -16,7 +16,7 @@ pub mod ring;
 pub mod wire;
 
 pub use client::{
-    ConnectError, RequestError, Transaction, TransactionError, Watch, WatchError, WatchEvent,
-    Xenstore, XenstoreStats,
+    ConnectError, RequestError, Transaction, TransactionError, WaitError, Watch, WatchError,
+    WatchEvent, Xenstore, XenstoreStats,
 };
 pub use wire::{Access, Permission, ProtocolError, XenstoreError};
