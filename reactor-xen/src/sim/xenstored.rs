@@ -2245,4 +2245,40 @@ mod test {
         assert!(srv.conns[&1].out.len() <= DELIVERIES_QUEUED_MAX);
         let _ = g.recv(&p);
     }
+
+    proptest::proptest! {
+        /// Any message from any domain gets exactly one reply, first, to the
+        /// sender, echoing its ids; the daemon never panics; events carry
+        /// ids 0. Payloads are drawn from pieces of valid requests so that
+        /// many reach deep into the tree operations.
+        #[test]
+        fn any_request_gets_one_reply(
+            msgs in proptest::collection::vec(
+                (0u32..25, 0usize..3, proptest::collection::vec(0usize..12, 0..5), 0u32..3),
+                1..60,
+            ),
+        ) {
+            const PIECES: [&[u8]; 12] = [
+                b"data", b"/local/domain/1/data", b"\0", b"x", b"/", b"data/a/b",
+                b"n1", b"r2", b"T", b"tok", b"@releaseDomain", b"\xff",
+            ];
+            let mut s = store();
+            let doms = [DomId::DOM0, D1, D2];
+            for (i, (kind, dom, pieces, tx)) in msgs.into_iter().enumerate() {
+                let payload: Vec<u8> = pieces.iter().flat_map(|&p| PIECES[p].iter().copied()).collect();
+                let h = XsdSockmsg { type_: kind, req_id: i as u32 + 1, tx_id: tx, len: payload.len() as u32 };
+                let out = s.handle(doms[dom], h, &payload);
+                proptest::prop_assert!(!out.is_empty());
+                proptest::prop_assert_eq!(out[0].to, doms[dom]);
+                let rh = XsdSockmsg::from_bytes(out[0].msg[..16].try_into().unwrap());
+                proptest::prop_assert_eq!((rh.req_id, rh.tx_id), (i as u32 + 1, tx));
+                proptest::prop_assert!(rh.type_ == kind || rh.type_ == T::Error as u32);
+                for d in &out[1..] {
+                    let eh = XsdSockmsg::from_bytes(d.msg[..16].try_into().unwrap());
+                    proptest::prop_assert_eq!(eh.type_, T::WatchEvent as u32);
+                    proptest::prop_assert_eq!((eh.req_id, eh.tx_id), (0, 0));
+                }
+            }
+        }
+    }
 }

@@ -477,4 +477,71 @@ mod test {
             Err(ProtocolError::PayloadTooLong(5000))
         );
     }
+
+    proptest::proptest! {
+        /// Both ends against a byte-queue model: any interleaving of writes
+        /// and reads of any size, starting anywhere (so indices and offsets
+        /// wrap), moves exactly the bytes the model moves, and each call
+        /// takes exactly what fits.
+        #[test]
+        fn ends_match_a_queue_model(
+            start in proptest::prelude::any::<u32>(),
+            ops in proptest::collection::vec((proptest::prelude::any::<bool>(), 0usize..40), 1..200),
+        ) {
+            let s = shared(start);
+            let ring = ByteRing::new(&s.data[..], &s.cons, &s.prod);
+            let mut p = Producer::attach(&ring).unwrap();
+            let mut c = Consumer::attach(&ring).unwrap();
+            let mut model = alloc::collections::VecDeque::new();
+            let mut next = 0u8;
+            for (write, n) in ops {
+                if write {
+                    let bytes: alloc::vec::Vec<u8> = (0..n).map(|_| { next = next.wrapping_add(1); next }).collect();
+                    let fits = (16 - model.len()).min(n);
+                    proptest::prop_assert_eq!(p.write(&ring, &bytes).unwrap(), fits);
+                    model.extend(&bytes[..fits]);
+                    next = next.wrapping_sub((n - fits) as u8);
+                } else {
+                    let mut buf = [0u8; 40];
+                    let got = c.read(&ring, &mut buf[..n]).unwrap();
+                    proptest::prop_assert_eq!(got, model.len().min(n));
+                    let want: alloc::vec::Vec<u8> = model.drain(..got).collect();
+                    proptest::prop_assert_eq!(&buf[..got], &want[..]);
+                }
+                proptest::prop_assert_eq!(p.space(&ring).unwrap(), 16 - model.len());
+                proptest::prop_assert_eq!(c.available(&ring).unwrap(), model.len());
+            }
+        }
+
+        /// Whatever the peer leaves in the ring and its indices, the reader
+        /// returns messages no longer than the bound, or an error; it never
+        /// panics.
+        #[test]
+        fn reader_survives_garbage(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            prod_jump in proptest::prelude::any::<u32>(),
+        ) {
+            let s = shared(0);
+            let ring = ByteRing::new(&s.data[..], &s.cons, &s.prod);
+            let mut p = Producer::attach(&ring).unwrap();
+            let mut c = Consumer::attach(&ring).unwrap();
+            let mut r = MessageReader::new();
+            let mut sent = 0;
+            for round in 0..40 {
+                sent += p.write(&ring, &bytes[sent..]).unwrap();
+                if round == 20 {
+                    s.prod.store(prod_jump, Ordering::Relaxed);
+                }
+                let mut consumed = false;
+                match r.poll_message(&mut c, &ring, &mut consumed) {
+                    Ok(Some((h, payload))) => {
+                        proptest::prop_assert!(payload.len() <= XENSTORE_PAYLOAD_MAX);
+                        proptest::prop_assert_eq!(payload.len(), h.len as usize);
+                    }
+                    Ok(None) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    }
 }

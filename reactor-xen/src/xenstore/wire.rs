@@ -1124,4 +1124,43 @@ mod test {
             "unknown error name \"EX\\n\""
         );
     }
+
+    proptest::proptest! {
+        /// Every decoder takes any bytes without panicking.
+        #[test]
+        fn decoders_never_panic(
+            header in proptest::collection::vec(proptest::prelude::any::<u8>(), 16),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let raw = XsdSockmsg::from_bytes(header.as_slice().try_into().unwrap());
+            if let Ok(mut h) = decode_header(raw) {
+                h.len = payload.len();
+                let _ = decode(h, &payload);
+            }
+            let _ = parse_ok(&payload);
+            let _ = parse_directory(&payload);
+            let _ = parse_permissions(&payload);
+            let _ = parse_transaction_id(&payload);
+            let _ = parse_string(&payload);
+            let _ = parse_decimal(&payload);
+        }
+
+        /// Permission lists survive an emit/parse round trip.
+        #[test]
+        fn permissions_round_trip(
+            perms in proptest::collection::vec((proptest::prelude::any::<u16>(), 0u8..4), 1..PERMISSIONS_MAX),
+        ) {
+            let perms: Vec<Permission> = perms
+                .into_iter()
+                .map(|(d, a)| Permission {
+                    domid: DomId(d),
+                    access: [Access::None, Access::Read, Access::Write, Access::Both][usize::from(a)],
+                })
+                .collect();
+            let mut out = Vec::new();
+            Request::SetPerms("/p", &perms).encode(1, 0, &mut out).unwrap();
+            let payload = &out[16 + 3..];
+            proptest::prop_assert_eq!(parse_permissions(payload).unwrap(), perms);
+        }
+    }
 }
