@@ -40,7 +40,9 @@ use std::os::unix::fs::FileExt;
 use ringlet_xen::abi::ring::{
     ring_size, SRING_HEADER_SIZE, SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RSP_EVENT, SRING_RSP_PROD,
 };
-use ringlet_xen::hypervisor::{DomId, GrantRef, Hypervisor, Port, PAGE_SIZE};
+use ringlet_xen::evtchn::EventChannel;
+use ringlet_xen::guest::Guest;
+use ringlet_xen::hypervisor::{DomId, GrantRef, Port, PAGE_SIZE};
 use ringlet_xen::sim::{GrantMapping, Prng, Ratio, SimDomain};
 
 use crate::blkif::{
@@ -63,8 +65,10 @@ pub enum Backing {
     File(File),
 }
 
+#[allow(clippy::len_without_is_empty)]
 impl Backing {
-    fn len(&self) -> u64 {
+    /// Bytes served.
+    pub fn len(&self) -> u64 {
         match self {
             Backing::Mem(v) => v.len() as u64,
             Backing::File(f) => f.metadata().map(|m| m.len()).unwrap_or(0),
@@ -210,7 +214,7 @@ pub enum AttachError {
     /// The ring grant could not be mapped.
     Map(ringlet_xen::sim::GrantError),
     /// The event channel could not be bound.
-    Bind(ringlet_xen::hypervisor::XenError),
+    Bind(ringlet_xen::evtchn::BindError),
 }
 
 impl fmt::Display for AttachError {
@@ -250,7 +254,7 @@ pub struct Blkback {
     dom0: SimDomain,
     front: DomId,
     ring: GrantMapping,
-    port: Port,
+    channel: EventChannel,
     size: u32,
     req_cons: u32,
     rsp_prod_pvt: u32,
@@ -276,12 +280,15 @@ impl fmt::Debug for Blkback {
 impl Blkback {
     /// Connects to `front`'s ring (`ring_ref`) and event channel (`port`,
     /// allocated unbound for dom0), serving `backing` as `config` says.
+    /// `dom0` is dom0's domain, `dom0_guest` its guest handle (the one the
+    /// world demuxes: `sim.guest(DomId::DOM0)`).
     ///
     /// # Errors
     ///
     /// [`AttachError`] if the grant cannot be mapped or the port bound.
     pub fn attach(
         dom0: SimDomain,
+        dom0_guest: &Guest,
         front: DomId,
         ring_ref: GrantRef,
         port: Port,
@@ -291,14 +298,13 @@ impl Blkback {
         let ring = dom0
             .map_grant(front, ring_ref, false)
             .map_err(AttachError::Map)?;
-        let port = dom0
-            .evtchn_bind_interdomain(front, port)
-            .map_err(AttachError::Bind)?;
+        let channel =
+            EventChannel::bind_interdomain(dom0_guest, front, port).map_err(AttachError::Bind)?;
         Ok(Blkback {
             dom0,
             front,
             ring,
-            port,
+            channel,
             size: ring_size(SLOT_SIZE, PAGE_SIZE),
             req_cons: 0,
             rsp_prod_pvt: 0,
@@ -314,11 +320,16 @@ impl Blkback {
     /// The backend's xenstore nodes as `(name, value)`: what Linux blkback
     /// writes under `backend/vbd/<front>/<dev>`.
     pub fn nodes(&self) -> Vec<(&'static str, std::string::String)> {
-        let c = &self.config;
+        Self::nodes_for(self.backing.len(), &self.config)
+    }
+
+    /// The nodes a backend serving `len` bytes with `config` publishes
+    /// (before it has attached).
+    pub fn nodes_for(len: u64, c: &BlkbackConfig) -> Vec<(&'static str, std::string::String)> {
         let mut v = vec![
             (
                 "sectors",
-                std::format!("{}", self.backing.len() / BLKIF_SECTOR_SIZE as u64),
+                std::format!("{}", len / BLKIF_SECTOR_SIZE as u64),
             ),
             ("sector-size", std::format!("{}", c.sector_size)),
             (
@@ -399,6 +410,24 @@ impl Blkback {
         }
         self.push_responses();
         done
+    }
+
+    /// Serves the ring until an injected disconnect or a broken ring:
+    /// service, then wait for the frontend's next notification (the final
+    /// check in [`service`](Self::service) set `req_event` first).
+    pub async fn run(&mut self) {
+        while !self.disconnected && !self.broken {
+            self.service();
+            if self.disconnected || self.broken {
+                break;
+            }
+            self.channel.wait().await;
+        }
+    }
+
+    /// Whether the frontend broke the ring (its producer ran ahead).
+    pub fn is_broken(&self) -> bool {
+        self.broken
     }
 
     fn chance(&mut self, r: Ratio) -> bool {
@@ -613,7 +642,7 @@ impl Blkback {
         if new.wrapping_sub(event) < new.wrapping_sub(old) {
             self.stats.notifies += 1;
             // A failed send means the frontend closed its port: nothing to do.
-            let _ = self.dom0.evtchn_send(self.port);
+            let _ = self.channel.notify();
         }
     }
 }

@@ -48,6 +48,7 @@ impl Rig {
         let chan = EventChannel::alloc_unbound(&guest, DomId::DOM0).unwrap();
         let back = Blkback::attach(
             sim.dom0(),
+            &sim.guest(DomId::DOM0),
             domu.id(),
             ring.grant_ref(),
             chan.port(),

@@ -156,6 +156,7 @@ pub struct Blkfront {
     backend: DomId,
     config: BackendConfig,
     channel: EventChannel,
+    backend_path: RefCell<Option<alloc::string::String>>,
     state: RefCell<State>,
 }
 
@@ -188,6 +189,7 @@ impl Blkfront {
             backend,
             config,
             channel,
+            backend_path: RefCell::new(None),
             state: RefCell::new(State {
                 ring,
                 generation: 0,
@@ -200,6 +202,16 @@ impl Blkfront {
                 stats: BlkfrontStats::default(),
             }),
         }
+    }
+
+    pub(crate) fn set_backend_path(&self, path: alloc::string::String) {
+        *self.backend_path.borrow_mut() = Some(path);
+    }
+
+    /// The backend's xenstore directory, if the device was connected by
+    /// the handshake.
+    pub fn backend_path(&self) -> Option<alloc::string::String> {
+        self.backend_path.borrow().clone()
     }
 
     /// The backend's configuration.
