@@ -95,7 +95,7 @@ fn expand(mut function: ItemFn) -> Result<proc_macro2::TokenStream, Error> {
 
         #[cfg(not(target_os = "none"))]
         fn main() -> ::std::process::ExitCode {
-            ::ringlet::rt::sim_main(#call)
+            ::ringlet::rt::sim_main(::core::env!("CARGO_PKG_NAME"), #call)
         }
     })
 }

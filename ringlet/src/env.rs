@@ -211,11 +211,12 @@ pub struct Env {
     hypervisor: Rc<str>,
     xenstore: Option<Xenstore>,
     shutdown: ShutdownSignal,
+    #[cfg(all(feature = "sim", not(target_os = "none")))]
+    sim: Option<(ringlet_xen::sim::SimXen, ringlet_xen::hypervisor::DomId)>,
 }
 
 impl Env {
     /// Assembled by the runtime.
-    #[cfg_attr(not(target_os = "none"), allow(dead_code))]
     pub(crate) fn new(
         guest: Guest,
         cmdline: &str,
@@ -229,7 +230,26 @@ impl Env {
             hypervisor: Rc::from(hypervisor),
             xenstore,
             shutdown,
+            #[cfg(all(feature = "sim", not(target_os = "none")))]
+            sim: None,
         }
+    }
+
+    /// On the software Xen: the world this guest runs in (to play dom0's
+    /// part in a demo or test) and the guest's domain id. Hosted builds with
+    /// the `sim` feature only.
+    #[cfg(all(feature = "sim", not(target_os = "none")))]
+    pub fn sim(&self) -> Option<(&ringlet_xen::sim::SimXen, ringlet_xen::hypervisor::DomId)> {
+        self.sim.as_ref().map(|(sim, id)| (sim, *id))
+    }
+
+    #[cfg(all(feature = "sim", not(target_os = "none")))]
+    pub(crate) fn set_sim(
+        &mut self,
+        sim: ringlet_xen::sim::SimXen,
+        id: ringlet_xen::hypervisor::DomId,
+    ) {
+        self.sim = Some((sim, id));
     }
 
     /// The domain's xenstore connection (shared with the runtime's shutdown

@@ -42,10 +42,8 @@ pub use ringlet_macros::main;
 pub use ringlet_xen as xen;
 
 mod env;
-// Used by the PVH runtime; the hosted runtime is not wired yet.
-#[cfg_attr(not(target_os = "none"), allow(dead_code))]
-mod logger;
 pub mod rt;
 
-pub use env::{Env, ShutdownKind, ShutdownRequested, ShutdownSignal, SHUTDOWN_WAITERS_MAX};
-pub use logger::LOG_LINE_BYTES;
+pub use env::{
+    Env, ShutdownKind, ShutdownRequested, ShutdownSignal, CONTROL_SHUTDOWN, SHUTDOWN_WAITERS_MAX,
+};
