@@ -14,6 +14,7 @@ pub mod report;
 pub mod rng;
 pub mod runtime;
 pub mod scenarios;
+pub mod storage;
 
 #[cfg(test)]
 mod test {
