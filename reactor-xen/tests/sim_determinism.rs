@@ -45,6 +45,7 @@ fn full_trace_entries_are_identical_for_the_same_seed() {
             ringlet_xen::sim::echo::EchoBackendConfig {
                 latency_ns_max: 50_000,
             },
+            None,
         ));
         sim.trace_entries()
     };

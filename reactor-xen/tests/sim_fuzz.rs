@@ -58,6 +58,7 @@ fn every_seed_ends_with_right_results_or_errors() {
     let start = std::time::Instant::now();
     let mut failed = Vec::new();
     let (mut ok, mut errors, mut xs_ok, mut xs_err) = (0u64, 0u64, 0u64, 0u64);
+    let (mut sessions, mut xenbus) = (0u64, 0u64);
     for &seed in &seeds {
         // Print the header only when replaying one seed (1,000 headers are
         // noise); a failing seed is named below with its replay command.
@@ -66,6 +67,8 @@ fn every_seed_ends_with_right_results_or_errors() {
             Ok(report) => {
                 ok += report.echo.iter().map(|o| o.ok).sum::<u64>();
                 errors += report.echo.iter().map(|o| o.error_count()).sum::<u64>();
+                sessions += report.echo.iter().map(|o| o.sessions).sum::<u64>();
+                xenbus += report.echo.iter().map(|o| o.xenbus_sessions).sum::<u64>();
                 xs_ok += report.xenstore_ok;
                 xs_err += report.xenstore_errors;
                 if replay.is_some() {
@@ -83,6 +86,7 @@ fn every_seed_ends_with_right_results_or_errors() {
     }
     eprintln!(
         "{} seeds in {:?}: {ok} echoes right, {errors} echo errors detected; \
+         {sessions} ring sessions ({xenbus} through xenbus); \
          xenstore: {xs_ok} read-backs right, {xs_err} errors",
         seeds.len(),
         start.elapsed()

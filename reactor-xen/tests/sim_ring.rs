@@ -17,7 +17,14 @@ fn run(config: SimConfig, backend: EchoBackendConfig) -> (SimXen, Outcome) {
     let guest = sim.create_domain(DomainConfig::new("guest"));
     let ex = Executor::new(sim.clone());
     let mut prng = sim.prng("workload");
-    let out = ex.block_on(echo_workload(&sim, guest.id(), &mut prng, ECHOES, backend));
+    let out = ex.block_on(echo_workload(
+        &sim,
+        guest.id(),
+        &mut prng,
+        ECHOES,
+        backend,
+        None,
+    ));
     (sim, out)
 }
 

@@ -11,25 +11,35 @@
 //! response: id u16 @0 | status i16 @2 | len u16 @4 | pad u16 @6 | payload [56] @8
 //! ```
 //!
-//! Set-up is direct ([`EchoBackend::connect`] is given the ring's grant
-//! ref and the front end's port, as a real backend would read them from
-//! xenstore): the echo ring has no xenbus handshake. netback and blkback
-//! follow the xenbus protocol.
+//! Set-up is either through xenbus, as every real PV device does
+//! ([`SimXen::add_device`] with kind `echo`, then
+//! [`EchoBackend::serve_xenbus`] in dom0 and [`EchoClient::connect_xenbus`]
+//! in the guest: `ring-ref` and `event-channel` in the front end's
+//! directory, the states of [`super::xenbus`]), or direct
+//! ([`EchoBackend::connect`] is handed the grant ref and port).
 
+use alloc::format;
 use alloc::vec::Vec;
 use core::fmt;
+
+use core::pin::pin;
+
+use futures::future::{select, Either};
 
 use super::backring::{BackProtocol, BackRing, BackRingError, BackRingStats};
 use super::faults::FaultSite;
 use super::grant::GrantError as MapError;
 use super::prng::Prng;
+use super::xenbus::{wait_state, DevicePaths, XenbusBackend, XenbusError};
 use super::SimXen;
+use crate::abi::xenbus::XenbusState;
 use crate::evtchn::{BindError, EventChannel, NotifyError};
 use crate::guest::Guest;
 use crate::hypervisor::{DomId, GrantRef, Port};
 use crate::ring::{
     FrontRing, RequestId, RingError, RingFull, RingProtocol, RingSetupError, RingStats,
 };
+use crate::xenstore::{ConnectError, RequestError, TransactionError, Xenstore};
 
 /// Bytes of one echo slot.
 pub const ECHO_SLOT_SIZE: usize = 64;
@@ -187,6 +197,53 @@ pub struct EchoBackendConfig {
 pub enum EchoBackendExit {
     /// It disconnected on its own ([`FaultSite::BackendStateChange`]).
     Disconnected,
+    /// The front end closed the device (xenbus).
+    FrontendClosed,
+}
+
+/// Why an echo xenbus handshake (either side) failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EchoXenbusError {
+    /// The xenstore client could not connect.
+    Connect(ConnectError),
+    /// A xenstore request failed.
+    Xenstore(RequestError),
+    /// Publishing the ring in a transaction failed.
+    Transaction(TransactionError<RequestError>),
+    /// A xenbus step failed (the peer closed, the watch ended, ...).
+    Xenbus(XenbusError),
+    /// The backend could not connect to the ring.
+    Backend(EchoBackendError),
+    /// The front end could not make its ring.
+    Setup(EchoSetupError),
+}
+
+impl fmt::Display for EchoXenbusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EchoXenbusError::Connect(e) => write!(f, "echo xenbus: {e}"),
+            EchoXenbusError::Xenstore(e) => write!(f, "echo xenbus: {e}"),
+            EchoXenbusError::Transaction(e) => write!(f, "echo xenbus: {e}"),
+            EchoXenbusError::Xenbus(e) => write!(f, "echo {e}"),
+            EchoXenbusError::Backend(e) => write!(f, "echo xenbus: {e}"),
+            EchoXenbusError::Setup(e) => write!(f, "echo xenbus: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for EchoXenbusError {}
+
+impl From<XenbusError> for EchoXenbusError {
+    fn from(e: XenbusError) -> Self {
+        EchoXenbusError::Xenbus(e)
+    }
+}
+
+impl From<RequestError> for EchoXenbusError {
+    fn from(e: RequestError) -> Self {
+        EchoXenbusError::Xenstore(e)
+    }
 }
 
 /// The echo backend for one front end, in dom0.
@@ -234,6 +291,53 @@ impl EchoBackend {
     /// The ring's counters.
     pub fn stats(&self) -> BackRingStats {
         self.ring.stats()
+    }
+
+    /// The backend of the echo device at `paths` (added with
+    /// [`SimXen::add_device`]), through xenbus: InitWait; wait for the front
+    /// end to be Initialised; read `ring-ref` and `event-channel`; connect;
+    /// Connected; serve until the ring breaks, a fault disconnects it or the
+    /// front end closes; then Closing and Closed.
+    ///
+    /// # Errors
+    ///
+    /// [`EchoXenbusError`] if the handshake or the ring failed.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future disconnects the backend (its mapping and port
+    /// go) without updating xenstore, as a crashed backend would.
+    pub async fn serve_xenbus(
+        sim: SimXen,
+        paths: DevicePaths,
+        config: EchoBackendConfig,
+    ) -> Result<EchoBackendExit, EchoXenbusError> {
+        let xs = sim.dom0_xenstore().map_err(EchoXenbusError::Connect)?;
+        let xb = XenbusBackend::new(xs, paths.clone());
+        xb.set_state(XenbusState::InitWait).await?;
+        xb.wait_frontend(|s| matches!(s, XenbusState::Initialised | XenbusState::Connected))
+            .await?;
+        let ring_ref: u32 = xb.read_frontend_int("ring-ref").await?;
+        let port: u32 = xb.read_frontend_int("event-channel").await?;
+        let be =
+            match EchoBackend::connect(&sim, paths.front, GrantRef(ring_ref), Port(port), config) {
+                Ok(be) => be,
+                Err(e) => {
+                    let _ = xb.close().await;
+                    return Err(EchoXenbusError::Backend(e));
+                }
+            };
+        xb.set_state(XenbusState::Connected).await?;
+        let closed = xb.wait_frontend(|s| matches!(s, XenbusState::Closing | XenbusState::Closed));
+        let exit = match select(pin!(be.run()), pin!(closed)).await {
+            Either::Left((r, _)) => r.map_err(EchoXenbusError::Backend),
+            Either::Right((Ok(_), _)) => Ok(EchoBackendExit::FrontendClosed),
+            // The state watch failed (the xenstore connection broke): keep
+            // serving the ring without it.
+            Either::Right((Err(_), run)) => run.await.map_err(EchoXenbusError::Backend),
+        };
+        let _ = xb.close().await;
+        exit
     }
 
     fn serve(&mut self, req: &EchoRequest) {
@@ -406,6 +510,46 @@ impl EchoClient {
         let ring = FrontRing::create(guest, backend).map_err(EchoSetupError::Ring)?;
         let channel = EventChannel::alloc_unbound(guest, backend).map_err(EchoSetupError::Bind)?;
         Ok(EchoClient { ring, channel })
+    }
+
+    /// The front end of echo device `devid` through xenbus: reads
+    /// `backend` and `backend-id` from `device/echo/<devid>`, makes the ring,
+    /// publishes `ring-ref`, `event-channel` and state Initialised in one
+    /// transaction, waits for the backend to be Connected, then writes
+    /// Connected. `xs` is this guest's xenstore client.
+    ///
+    /// # Errors
+    ///
+    /// [`EchoXenbusError`].
+    pub async fn connect_xenbus(
+        guest: &Guest,
+        xs: &Xenstore,
+        devid: u32,
+    ) -> Result<EchoClient, EchoXenbusError> {
+        let dir = format!("device/echo/{devid}");
+        let backend = xs.read_string(&format!("{dir}/backend")).await?;
+        let backend_id: u16 = xs.read_int(&format!("{dir}/backend-id")).await?;
+        let client =
+            EchoClient::connect(guest, DomId(backend_id)).map_err(EchoXenbusError::Setup)?;
+        let (ring_ref, port) = (
+            format!("{}", client.ring_ref().0),
+            format!("{}", client.port().0),
+        );
+        xs.transaction(async |tx| {
+            tx.write(&format!("{dir}/ring-ref"), &ring_ref).await?;
+            tx.write(&format!("{dir}/event-channel"), &port).await?;
+            tx.write(&format!("{dir}/state"), XenbusState::Initialised.as_str())
+                .await
+        })
+        .await
+        .map_err(EchoXenbusError::Transaction)?;
+        wait_state(xs, &format!("{backend}/state"), |s| {
+            s == XenbusState::Connected
+        })
+        .await?;
+        xs.write(&format!("{dir}/state"), XenbusState::Connected.as_str())
+            .await?;
+        Ok(client)
     }
 
     /// The ring page's grant.

@@ -58,6 +58,7 @@ pub mod grant;
 pub mod prng;
 pub mod trace;
 mod world;
+pub mod xenbus;
 pub mod xenstored;
 
 pub use domain::{DomainConfig, SimDomain};
@@ -201,6 +202,8 @@ pub(crate) struct World {
     /// Each domain's guest-side handle (event table, grant table), whose
     /// demux the world runs; made on first use by [`SimXen::guest`].
     guests: RefCell<BTreeMap<DomId, Guest>>,
+    /// dom0's xenstore client, shared by the backends (made on first use).
+    pub(crate) dom0_xenstore: RefCell<Option<crate::xenstore::Xenstore>>,
     unpark: Arc<SimUnpark>,
     /// Consecutive parks at the same virtual time.
     parks_without_progress: Cell<u64>,
@@ -264,6 +267,7 @@ impl SimXen {
             state: RefCell::new(state),
             xenstored: RefCell::new(XenstoreRingServer::new(XenstoredState::default())),
             guests: RefCell::new(BTreeMap::new()),
+            dom0_xenstore: RefCell::new(None),
             unpark: Arc::new(SimUnpark::default()),
             parks_without_progress: Cell::new(0),
             parked_at_ns: Cell::new(0),

@@ -3,13 +3,20 @@
 
 use std::collections::BTreeMap;
 
-use ringlet_executor::{spawn, timeout, Duration};
+use ringlet_executor::{spawn, timeout, Duration, JoinHandle};
 use ringlet_xen::hypervisor::DomId;
 use ringlet_xen::ring::RingError;
 use ringlet_xen::sim::echo::{
     EchoBackend, EchoBackendConfig, EchoClient, EchoError, ECHO_PAYLOAD_MAX,
 };
-use ringlet_xen::sim::{Prng, SimXen};
+use ringlet_xen::sim::xenbus::DeviceSpec;
+use ringlet_xen::sim::{Prng, Ratio, SimXen};
+use ringlet_xen::xenstore::Xenstore;
+
+enum Either<A, B> {
+    Left(A),
+    Right(B),
+}
 
 /// How long the workload waits for one response (virtual time). Far above
 /// every benign delay the sim injects.
@@ -29,6 +36,8 @@ pub struct Outcome {
     pub timeouts: u64,
     /// Connections made.
     pub sessions: u64,
+    /// Of those, set up through xenbus.
+    pub xenbus_sessions: u64,
 }
 
 impl Outcome {
@@ -50,16 +59,36 @@ fn kind(e: &EchoError) -> &'static str {
     }
 }
 
+/// Panics if a finished backend task panicked; cancels it otherwise.
+async fn retire<T>(task: JoinHandle<T>) {
+    // A backend that panicked is a sim bug, never hidden.
+    if task.is_finished() {
+        if let Err(e) = task.await {
+            assert!(
+                !e.is_panic(),
+                "the echo backend panicked: {:?}",
+                e.panic_message()
+            );
+        }
+    } else {
+        // Disconnect: the backend goes first (its mapping with it), then
+        // the ring's grant can end.
+        drop(task);
+    }
+}
+
 /// Runs `echoes` echoes from `guest` through the echo backend in dom0, in
-/// batches, reconnecting after a fatal error or a timeout. Every echo that
-/// succeeds is checked against what was sent (a wrong result panics).
-/// Must run inside the executor.
+/// batches, reconnecting after a fatal error or a timeout. With `xs` (the
+/// guest's xenstore client), about half the sessions are set up through
+/// xenbus, the others directly. Every echo that succeeds is checked against
+/// what was sent (a wrong result panics). Must run inside the executor.
 pub async fn echo_workload(
     sim: &SimXen,
     guest: DomId,
     prng: &mut Prng,
     echoes: u64,
     backend: EchoBackendConfig,
+    xs: Option<&Xenstore>,
 ) -> Outcome {
     let g = sim.guest(guest);
     let mut out = Outcome::default();
@@ -68,10 +97,31 @@ pub async fn echo_workload(
     let sessions_max = echoes + 4;
     while resolved < echoes && out.sessions < sessions_max {
         out.sessions += 1;
-        let mut client = EchoClient::connect(&g, DomId::DOM0).expect("client resources");
-        let be = EchoBackend::connect(sim, guest, client.ring_ref(), client.port(), backend)
-            .expect("the backend connects to a fresh ring");
-        let task = spawn(be.run());
+        let devid = out.sessions as u32;
+        let xenbus = xs.filter(|_| prng.chance(Ratio::new(1, 2)));
+        let (mut client, task, device) = if let Some(xs) = xenbus {
+            out.xenbus_sessions += 1;
+            let paths = sim.add_device(&DeviceSpec::new("echo", guest, devid));
+            let task = spawn(EchoBackend::serve_xenbus(
+                sim.clone(),
+                paths.clone(),
+                backend,
+            ));
+            match timeout(ECHO_TIMEOUT, EchoClient::connect_xenbus(&g, xs, devid)).await {
+                Ok(Ok(c)) => (c, Either::Right(task), Some(paths)),
+                _ => {
+                    *out.errors.entry("xenbus").or_default() += 1;
+                    retire(task).await;
+                    sim.remove_device(&paths);
+                    continue;
+                }
+            }
+        } else {
+            let client = EchoClient::connect(&g, DomId::DOM0).expect("client resources");
+            let be = EchoBackend::connect(sim, guest, client.ring_ref(), client.port(), backend)
+                .expect("the backend connects to a fresh ring");
+            (client, Either::Left(spawn(be.run())), None)
+        };
         let mut sent: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
         'session: while resolved < echoes {
             let room = u64::from(client.free())
@@ -132,21 +182,14 @@ pub async fn echo_workload(
         }
         // Requests left without an answer count as resolved (failed).
         resolved += sent.len() as u64;
-        // A backend that panicked is a sim bug, never hidden.
-        if task.is_finished() {
-            if let Err(e) = task.await {
-                assert!(
-                    !e.is_panic(),
-                    "the echo backend panicked: {:?}",
-                    e.panic_message()
-                );
-            }
-        } else {
-            // Disconnect: the backend goes first (its mapping with it),
-            // then the ring's grant can end.
-            drop(task);
+        match task {
+            Either::Left(t) => retire(t).await,
+            Either::Right(t) => retire(t).await,
         }
         drop(client);
+        if let Some(paths) = device {
+            sim.remove_device(&paths);
+        }
     }
     out
 }
@@ -162,6 +205,8 @@ pub struct RunOptions {
     pub latency_ns_max: u64,
     /// Xenstore writes and read-backs per guest.
     pub xenstore_ops: u64,
+    /// Whether echo sessions may be set up through xenbus.
+    pub xenbus: bool,
 }
 
 impl RunOptions {
@@ -172,6 +217,7 @@ impl RunOptions {
             echoes: p.range_inclusive(4, 24),
             latency_ns_max: *p.pick(&[0, 10_000, 2_000_000]).expect("non-empty"),
             xenstore_ops: p.range_inclusive(0, 3),
+            xenbus: p.chance(Ratio::new(1, 2)),
         }
     }
 }
@@ -189,19 +235,11 @@ pub struct RunReport {
 
 /// Writes then reads back `ops` keys through the guest's xenstore client.
 /// A read that succeeds must return what was written (else panic).
-pub async fn xenstore_workload(sim: &SimXen, guest: DomId, ops: u64) -> (u64, u64) {
-    use ringlet_xen::xenstore::Xenstore;
-    if ops == 0 {
-        return (0, 0);
-    }
-    let xs = match Xenstore::new(&sim.guest(guest)) {
-        Ok(xs) => xs,
-        Err(_) => return (0, 1),
-    };
+pub async fn xenstore_workload(xs: &Xenstore, ops: u64) -> (u64, u64) {
     let (mut ok, mut err) = (0, 0);
     for i in 0..ops {
         let key = format!("data/fuzz{i}");
-        let value = format!("value {i} of d{}", guest.0);
+        let value = format!("value {i}");
         match timeout(ECHO_TIMEOUT, xs.write(&key, &value)).await {
             Ok(Ok(())) => {}
             _ => {
@@ -250,9 +288,12 @@ pub fn run_scenario(config: ringlet_xen::sim::SimConfig) -> RunReport {
             let opts = opts.clone();
             tasks.push(spawn(async move {
                 let mut prng = sim.prng(&format!("workload-d{}", g.0));
-                let echo = echo_workload(&sim, g, &mut prng, opts.echoes, backend).await;
-                let xs = xenstore_workload(&sim, g, opts.xenstore_ops).await;
-                (echo, xs)
+                // One xenstore client per domain (its ring has one reader).
+                let xs = Xenstore::new(&sim.guest(g)).expect("the guest's store ring");
+                let xb = opts.xenbus.then_some(&xs);
+                let echo = echo_workload(&sim, g, &mut prng, opts.echoes, backend, xb).await;
+                let ops = xenstore_workload(&xs, opts.xenstore_ops).await;
+                (echo, ops)
             }));
         }
         let mut report = RunReport::default();
