@@ -2,7 +2,7 @@
 //!
 //! - [`config`]: the backend's xenstore nodes, validated.
 //! - [`response`]: a response judged against its request.
-//! - [`connect`]: the xenbus handshake, and the watch on the backend.
+//! - [`mod@connect`]: the xenbus handshake, and the watch on the backend.
 //! - [`device`]: the data path, [`Blkfront`], a [`BlockDevice`](crate::BlockDevice).
 
 pub mod config;
