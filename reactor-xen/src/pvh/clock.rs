@@ -34,10 +34,15 @@ pub struct TimeSnapshot {
 }
 
 impl TimeSnapshot {
-    /// System time in ns at TSC value `tsc`. A `tsc` before the snapshot's
-    /// timestamp counts as no time elapsed.
+    /// System time in ns at TSC value `tsc`.
+    ///
+    /// The difference `tsc - tsc_timestamp` is taken modulo 2^64 and read as
+    /// signed: Xen writes the timestamp in the guest's TSC terms, which is
+    /// "negative" (close to 2^64) when the record predates the guest TSC's
+    /// zero point, as it does right after the domain is created. A `tsc`
+    /// truly before the timestamp counts as no time elapsed.
     pub fn ns_at(&self, tsc: u64) -> u64 {
-        let mut delta = tsc.saturating_sub(self.tsc_timestamp);
+        let mut delta = u64::try_from(tsc.wrapping_sub(self.tsc_timestamp) as i64).unwrap_or(0);
         if self.tsc_shift >= 0 {
             delta = delta.checked_shl(self.tsc_shift as u32).unwrap_or(u64::MAX);
         } else {
@@ -159,6 +164,24 @@ mod test {
         );
         // A TSC before the timestamp does not go back in time.
         assert_eq!(GHZ2.ns_at(10), 5_000_000);
+    }
+
+    #[test]
+    fn a_timestamp_before_the_guest_tsc_zero_point_wraps() {
+        // Seen on Xen 4.17 right after domain creation: the first record's
+        // timestamp is 2^64 - 18589305 in guest TSC terms.
+        let s = TimeSnapshot {
+            tsc_timestamp: 18446744073690962311,
+            system_time: 29_732_336_072,
+            tsc_to_system_mul: 3_736_432_085,
+            tsc_shift: -1,
+        };
+        let at = |tsc: u64| s.ns_at(tsc);
+        // 1_489_403_884 guest ticks are 1_507_993_189 ticks after the stamp.
+        let want = 29_732_336_072 + (((1_507_993_189u128 >> 1) * 3_736_432_085) >> 32) as u64;
+        assert_eq!(at(1_489_403_884), want);
+        // And time moves forward with the TSC.
+        assert!(at(1_619_363_528) > at(1_489_403_884));
     }
 
     #[test]
