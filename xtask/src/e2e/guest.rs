@@ -85,6 +85,16 @@ fn build_fixture(name: &str, scratch: &Path) -> Result<PathBuf, Error> {
     Ok(elf)
 }
 
+/// Writes a copy of `elf` without symbols or debug information (what a
+/// domain is created from; program headers and the Xen note stay) to
+/// `out`.
+pub fn strip(elf: &Path, out: &Path) -> Result<(), Error> {
+    run(Command::new("strip")
+        .args(["--strip-all", "-o"])
+        .arg(out)
+        .arg(elf))
+}
+
 /// Builds the dom0 helper (xtask/fixtures/dom0-helper.c) as a static binary.
 pub fn build_dom0_helper(scratch: &Path) -> Result<PathBuf, Error> {
     let out = scratch.join("ringlet-dom0");
@@ -121,11 +131,25 @@ pub fn build_command(args: &[String]) -> Result<(), Error> {
         format!("ringlet-{app}")
     };
     let elf = build_app(&package)?;
-    let bytes = std::fs::metadata(&elf)
-        .map_err(|e| format!("{}: {e}", elf.display()))?
-        .len();
+    let size = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.len())
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let bytes = size(&elf)?;
+    let stripped = elf.with_extension("stripped");
+    strip(&elf, &stripped)?;
+    let stripped_bytes = size(&stripped)?;
     println!("{}", elf.display());
-    println!("{bytes} bytes ({})", human_bytes(bytes));
+    println!(
+        "{bytes} bytes ({}) with debug information",
+        human_bytes(bytes)
+    );
+    println!(
+        "{stripped_bytes} bytes ({}) stripped: {}",
+        human_bytes(stripped_bytes),
+        stripped.display()
+    );
     Ok(())
 }
 

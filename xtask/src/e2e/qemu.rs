@@ -22,7 +22,7 @@ pub const MEMORY_MIB: u32 = 2048;
 pub const XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all \
                                dom0_mem=768M,max:768M dom0_max_vcpus=1";
 /// dom0 kernel's command line.
-pub const DOM0_CMDLINE: &str = "console=hvc0 earlyprintk=xen";
+pub const DOM0_CMDLINE: &str = "console=hvc0 earlyprintk=xen quiet";
 /// How long dom0 may take to report ready (Xen boot, dom0 boot, toolstack).
 pub const DOM0_READY_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -94,8 +94,9 @@ pub fn boot(
         .args(["-append", XEN_CMDLINE])
         .arg("-initrd")
         .arg(format!(
-            "{} {DOM0_CMDLINE},{}",
+            "{} {DOM0_CMDLINE}{},{}",
             dom0.kernel.display(),
+            extra_dom0_cmdline(),
             initrd.display()
         ))
         .stdin(Stdio::null())
@@ -132,6 +133,14 @@ pub fn boot(
         elapsed: watched.elapsed,
         log: log_path,
     })
+}
+
+/// `RINGLET_E2E_DOM0_APPEND`, for experiments: more dom0 kernel arguments.
+fn extra_dom0_cmdline() -> String {
+    match std::env::var("RINGLET_E2E_DOM0_APPEND") {
+        Ok(extra) if !extra.contains(',') => format!(" {extra}"),
+        _ => String::new(),
+    }
 }
 
 fn concat(parts: &[&Path], tail: &[u8], out: &Path) -> Result<(), Error> {

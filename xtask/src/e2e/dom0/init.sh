@@ -29,6 +29,11 @@ qemu_exit() {
     sleep 10
 }
 
+# A step's dom0 uptime, for the serial log (the host does not echo these).
+step() {
+    echo "dom0-init: $* at $(cut -d' ' -f1 /proc/uptime)"
+}
+
 setup_failed() {
     echo "RINGLET-DOM0-FAILED $*"
     qemu_exit 3
@@ -46,6 +51,7 @@ for m in xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-netback xen-bl
     modprobe "$m" || setup_failed "modprobe $m"
 done
 mount -t xenfs xenfs /proc/xen || setup_failed "mount xenfs"
+step "modules loaded"
 
 mkdir -p /run/xenstored /var/run/xen /var/log/xen/console /var/lib/xen
 XENSTORED_ROOTDIR=/run/xenstored xenstored || setup_failed "xenstored"
@@ -55,13 +61,16 @@ until xenstore-read -s / >/dev/null 2>&1; do
     [ "$i" -le 300 ] || setup_failed "xenstored did not answer within 30 s"
     sleep 0.1
 done
+step "xenstored up"
 xen-init-dom0 >/dev/null || setup_failed "xen-init-dom0"
+step "xen-init-dom0 done"
 xenconsoled --log=guest --log-dir=/var/log/xen/console || setup_failed "xenconsoled"
 
 ip link set lo up
 ip link add "$E2E_BRIDGE" type bridge stp_state 0 forward_delay 0 || setup_failed "bridge"
 ip addr add "$E2E_BRIDGE_ADDR" dev "$E2E_BRIDGE"
 ip link set "$E2E_BRIDGE" up
+step "bridge up"
 
 # Kernel messages stay in dmesg (the runner dumps them on a failure) instead
 # of interleaving with the result lines on the console.

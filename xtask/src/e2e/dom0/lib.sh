@@ -88,7 +88,7 @@ e2e_create() {
     E2E_FIRST_WRITE_PID=$!
     E2E_CREATE_START=$(e2e_now_ns)
     if ! xl create "$cfg" > "$E2E_OUT/xl-create.$dom.log" 2>&1; then
-        kill "$E2E_FIRST_WRITE_PID" 2>/dev/null
+        kill "$E2E_FIRST_WRITE_PID" 2>/dev/null || true
         sed 's/^/  | /' "$E2E_OUT/xl-create.$dom.log"
         e2e_fail "xl create $dom: $(tail -n 1 "$E2E_OUT/xl-create.$dom.log")"
     fi

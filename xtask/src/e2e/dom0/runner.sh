@@ -24,7 +24,7 @@ diagnostics() {
     {
         echo "--- xl list"
         xl list
-        for log in "$E2E_CONSOLE_DIR"/guest-ringlet-e2e-"$name"*.log; do
+        for log in "$E2E_CONSOLE_DIR"/guest-ringlet-e2e-"$name".log "$E2E_CONSOLE_DIR"/guest-ringlet-e2e-"$name"-*.log; do
             [ -f "$log" ] || continue
             echo "--- $log (last 40 lines)"
             tail -n 40 "$log"
@@ -36,6 +36,15 @@ diagnostics() {
     } 2>&1 | sed 's/^/  | /'
 }
 
+# Copies the scenario's guest consoles into this run's log (not echoed by
+# the host; kept in serial.log or console.log), last 200 lines of each.
+keep_consoles() {
+    for log in "$E2E_CONSOLE_DIR"/guest-ringlet-e2e-"$1".log "$E2E_CONSOLE_DIR"/guest-ringlet-e2e-"$1"-*.log; do
+        [ -f "$log" ] || continue
+        tail -n 200 "$log" | tr -d '\r' | sed "s|^|guest-console ${log##*/}: |"
+    done
+}
+
 # Destroys what a scenario left behind: every domain named ringlet-e2e-*.
 cleanup() {
     xl list 2>/dev/null | awk 'NR > 1 && $1 ~ /^ringlet-e2e-/ { print $1 }' |
@@ -44,6 +53,7 @@ cleanup() {
         done
 }
 
+cleanup
 while read -r name timeout_s; do
     case "$name" in ''|'#'*) continue ;; esac
     out=$E2E_WORK/$name
@@ -67,6 +77,7 @@ while read -r name timeout_s; do
     else
         reason="check script exited with status $status"
     fi
+    keep_consoles "$name"
     if [ -z "$reason" ]; then
         passed=$((passed + 1))
         cleanup
