@@ -9,9 +9,11 @@
 //! are pushed with notify hold-off (`rsp_event`) and the request side does
 //! `RING_FINAL_CHECK_FOR_REQUESTS`.
 //!
-//! It is driven by whoever runs the world: [`Blkback::service`] consumes
-//! every request there is and answers it. (It does not yet publish itself in
-//! xenstore: the test builds the frontend from [`Blkback::nodes`].)
+//! [`Blkback::serve_xenbus`] is the whole dom0 driver as a task: it publishes
+//! the disk's nodes, does the backend half of the xenbus handshake
+//! (`sim::xenbus::XenbusBackend`), serves the ring and closes when the
+//! frontend does (or, after an injected disconnect, goes to Closing itself).
+//! [`Blkback::attach`] + [`Blkback::service`] drive it by hand instead.
 //!
 //! # Faults
 //!
@@ -40,10 +42,12 @@ use std::os::unix::fs::FileExt;
 use ringlet_xen::abi::ring::{
     ring_size, SRING_HEADER_SIZE, SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RSP_EVENT, SRING_RSP_PROD,
 };
+use ringlet_xen::abi::xenbus::XenbusState;
 use ringlet_xen::evtchn::EventChannel;
 use ringlet_xen::guest::Guest;
 use ringlet_xen::hypervisor::{DomId, GrantRef, Port, PAGE_SIZE};
-use ringlet_xen::sim::{GrantMapping, Prng, Ratio, SimDomain};
+use ringlet_xen::sim::xenbus::{DevicePaths, XenbusBackend, XenbusError};
+use ringlet_xen::sim::{GrantMapping, Prng, Ratio, SimDomain, SimXen};
 
 use crate::blkif::{
     self, IndirectRequest, Request, Response, Segment, BLKIF_SECTOR_SIZE,
@@ -249,6 +253,47 @@ pub struct BlkbackStats {
     pub notifies: u64,
 }
 
+/// How [`Blkback::serve_xenbus`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlkbackExit {
+    /// The frontend went to Closing or Closed.
+    FrontendClosed,
+    /// An injected disconnect: the backend went to Closing.
+    Disconnected,
+    /// The frontend broke the ring: the backend went to Closing.
+    RingBroken,
+}
+
+/// Why [`Blkback::serve_xenbus`] failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// dom0's xenstore client could not be made.
+    Xenstore(ringlet_xen::xenstore::ConnectError),
+    /// A handshake step failed.
+    Xenbus(XenbusError),
+    /// Mapping the ring or binding the port failed (the backend closed).
+    Attach(AttachError),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::Xenstore(e) => write!(f, "blkback: {e}"),
+            ServeError::Xenbus(e) => write!(f, "blkback: {e}"),
+            ServeError::Attach(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+impl From<XenbusError> for ServeError {
+    fn from(e: XenbusError) -> Self {
+        ServeError::Xenbus(e)
+    }
+}
+
 /// The sim's blkback for one frontend.
 pub struct Blkback {
     dom0: SimDomain,
@@ -315,6 +360,69 @@ impl Blkback {
             broken: false,
             stats: BlkbackStats::default(),
         })
+    }
+
+    /// The dom0 driver for the device at `paths` (made by
+    /// `SimXen::add_device` with kind `"vbd"`): publishes the disk, waits for
+    /// the frontend's Initialised, attaches to its ring and port, goes
+    /// Connected and serves until the frontend closes — or until an
+    /// injected disconnect or a broken ring, after which it goes Closing
+    /// itself. Returns how it ended and the backend's counters.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError`]; the backend's state is then Closed when it could be
+    /// written.
+    pub async fn serve_xenbus(
+        sim: SimXen,
+        paths: DevicePaths,
+        backing: Backing,
+        config: BlkbackConfig,
+    ) -> Result<(BlkbackExit, BlkbackStats), ServeError> {
+        let xs = sim.dom0_xenstore().map_err(ServeError::Xenstore)?;
+        let xb = XenbusBackend::new(xs, paths.clone());
+        for (k, v) in Self::nodes_for(backing.len(), &config) {
+            xb.write_backend(k, &v).await?;
+        }
+        xb.set_state(XenbusState::InitWait).await?;
+        xb.wait_frontend(|s| matches!(s, XenbusState::Initialised | XenbusState::Connected))
+            .await?;
+        let ring_ref: u32 = xb.read_frontend_int("ring-ref").await?;
+        let port: u32 = xb.read_frontend_int("event-channel").await?;
+        let dom0 = sim.dom0();
+        let d0 = sim.guest(DomId::DOM0);
+        let mut back = match Blkback::attach(
+            dom0,
+            &d0,
+            paths.front,
+            GrantRef(ring_ref),
+            Port(port),
+            backing,
+            config,
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = xb.close().await;
+                return Err(ServeError::Attach(e));
+            }
+        };
+        xb.set_state(XenbusState::Connected).await?;
+        let exit = {
+            let closed =
+                xb.wait_frontend(|s| matches!(s, XenbusState::Closing | XenbusState::Closed));
+            let run = back.run();
+            match futures::future::select(core::pin::pin!(run), core::pin::pin!(closed)).await {
+                futures::future::Either::Left(((), _)) => None,
+                futures::future::Either::Right(_) => Some(BlkbackExit::FrontendClosed),
+            }
+        };
+        let exit = match exit {
+            Some(e) => e,
+            None if back.disconnected => BlkbackExit::Disconnected,
+            None => BlkbackExit::RingBroken,
+        };
+        let _ = xb.close().await;
+        Ok((exit, back.stats))
     }
 
     /// The backend's xenstore nodes as `(name, value)`: what Linux blkback
