@@ -32,6 +32,8 @@
 #![no_std]
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
+// Hosted without `sim` there is no runtime: its shared parts go unused.
+#![cfg_attr(not(any(target_os = "none", feature = "sim")), allow(dead_code))]
 
 extern crate alloc;
 #[cfg(feature = "std")]
