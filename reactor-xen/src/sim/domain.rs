@@ -121,8 +121,8 @@ pub(crate) struct DomainState {
     pub(crate) free_gfns: BTreeSet<u64>,
     pub(crate) next_gfn: u64,
     pub(crate) pages_max: usize,
-    /// Armed single-shot timer: (deadline, generation).
-    pub(crate) timer: Option<(u64, u64)>,
+    /// The armed single-shot timer.
+    pub(crate) timer: Option<super::world::ArmedTimer>,
     pub(crate) shutdown: Option<ShutdownReason>,
     /// This domain's grants that others map now, by grant ref.
     pub(crate) active: BTreeMap<u32, ActiveGrant>,

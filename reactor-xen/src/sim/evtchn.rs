@@ -36,7 +36,7 @@ use core::sync::atomic::Ordering;
 
 use super::faults::{FaultSite, NOTIFY_DELAY_NS_MAX, NOTIFY_LOST_NS_MAX};
 use super::trace::TraceEvent;
-use super::world::{Scheduled, State};
+use super::world::State;
 use crate::abi::shared_info::{SharedInfo, BITS_PER_EVENT_WORD};
 use crate::hypervisor::{DomId, Port, Virq, XenError};
 
@@ -374,23 +374,18 @@ impl State {
             Ok(c) => c.generation,
             Err(_) => return,
         };
-        let later = Scheduled::Raise {
-            dom,
-            port,
-            generation,
-        };
         if self.fault(FaultSite::NotifyLostThenRepeated, dom) {
             let delay = self.fault_prng.range_inclusive(1, NOTIFY_LOST_NS_MAX);
-            self.schedule_in(delay, later.clone());
+            self.raise_later(delay, dom, port, generation);
         } else if self.fault(FaultSite::NotifyDelay, dom) {
             let delay = self.fault_prng.range_inclusive(1, NOTIFY_DELAY_NS_MAX);
-            self.schedule_in(delay, later.clone());
+            self.raise_later(delay, dom, port, generation);
         } else {
             self.raise(dom, port);
         }
         if self.fault(FaultSite::NotifyDuplicate, dom) {
             let delay = self.fault_prng.range_inclusive(1, NOTIFY_DELAY_NS_MAX);
-            self.schedule_in(delay, later.clone());
+            self.raise_later(delay, dom, port, generation);
         }
         if self.fault(FaultSite::SpuriousEvent, dom) {
             let bound: alloc::vec::Vec<(Port, u64)> = self.domains[&dom]
@@ -404,14 +399,7 @@ impl State {
                 .collect();
             if let Some(&(p, g)) = self.fault_prng.pick(&bound) {
                 let delay = self.fault_prng.range_inclusive(0, NOTIFY_DELAY_NS_MAX);
-                self.schedule_in(
-                    delay,
-                    Scheduled::Raise {
-                        dom,
-                        port: p,
-                        generation: g,
-                    },
-                );
+                self.raise_later(delay, dom, p, g);
             }
         }
         if self.fault(FaultSite::SpuriousUpcall, dom) {

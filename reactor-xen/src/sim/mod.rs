@@ -624,3 +624,41 @@ impl SimDomain {
         Rc::new(self.clone())
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::sim::world::SCHEDULED_MAX;
+
+    #[test]
+    fn rearming_the_timer_keeps_one_schedule_entry() {
+        let sim = SimXen::new(SimConfig::new(1).quiet());
+        let d = sim.create_domain(DomainConfig::new("d"));
+        for i in 0..1000 {
+            d.set_timer(1_000_000 + i);
+        }
+        assert_eq!(sim.world.state.borrow().scheduled_len(), 1);
+        assert_eq!(sim.next_event_ns(), Some(1_000_999));
+    }
+
+    #[test]
+    fn a_full_schedule_delivers_late_notifications_at_once() {
+        let faults = Faults::none().with(FaultSite::NotifyDelay, Ratio::ALWAYS);
+        let sim = SimXen::new(SimConfig::new(2).quiet().with_faults(faults));
+        let guest = sim.create_domain(DomainConfig::new("guest"));
+        let dom0 = sim.dom0();
+        let p = guest.evtchn_alloc_unbound(DomId::DOM0).unwrap();
+        let b = dom0.evtchn_bind_interdomain(guest.id(), p).unwrap();
+        for _ in 0..SCHEDULED_MAX {
+            dom0.evtchn_send(b).unwrap();
+        }
+        assert_eq!(sim.world.state.borrow().scheduled_len(), SCHEDULED_MAX);
+        assert!(!guest.upcall_pending(), "delayed, not yet delivered");
+        dom0.evtchn_send(b).unwrap();
+        assert_eq!(sim.world.state.borrow().scheduled_len(), SCHEDULED_MAX);
+        assert!(
+            guest.upcall_pending(),
+            "beyond the bound the event is delivered at once"
+        );
+    }
+}

@@ -30,6 +30,19 @@ pub(crate) enum Scheduled {
     Timer { dom: DomId, generation: u64 },
 }
 
+/// Most events in the schedule. Delayed notifications beyond it are
+/// delivered at once (faults degrade; the pending bit is never dropped).
+pub(crate) const SCHEDULED_MAX: usize = 1 << 16;
+
+/// A domain's armed single-shot timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ArmedTimer {
+    /// Its entry in the schedule.
+    pub(crate) key: (u64, u64),
+    /// Its generation (a fired entry of an older one is ignored).
+    pub(crate) generation: u64,
+}
+
 /// Scheduled events delivered per [`State::deliver_due`] call before it
 /// yields (a bound against a run that schedules events at the current time
 /// forever).
@@ -90,16 +103,46 @@ impl State {
         true
     }
 
-    /// Schedules `ev` at `at_ns` (never before now).
-    pub(crate) fn schedule_at(&mut self, at_ns: u64, ev: Scheduled) {
-        let at = at_ns.max(self.now_ns);
+    /// Schedules `ev` at `at_ns` (never before now); returns its key.
+    pub(crate) fn schedule_at(&mut self, at_ns: u64, ev: Scheduled) -> (u64, u64) {
+        let key = (at_ns.max(self.now_ns), self.seq + 1);
         self.seq += 1;
-        self.queue.insert((at, self.seq), ev);
+        self.queue.insert(key, ev);
+        key
+    }
+
+    /// Events in the schedule.
+    #[cfg(test)]
+    pub(crate) fn scheduled_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether the schedule is at its bound: faults that would delay an
+    /// event then deliver it at once instead.
+    pub(crate) fn schedule_full(&self) -> bool {
+        self.queue.len() >= SCHEDULED_MAX
     }
 
     /// Schedules `ev` `delay_ns` from now.
     pub(crate) fn schedule_in(&mut self, delay_ns: u64, ev: Scheduled) {
         self.schedule_at(self.now_ns.saturating_add(delay_ns), ev);
+    }
+
+    /// Schedules a delayed raise of `dom`'s `port`, or raises it now if the
+    /// schedule is full (the pending bit is never dropped).
+    pub(crate) fn raise_later(&mut self, delay_ns: u64, dom: DomId, port: Port, generation: u64) {
+        if self.schedule_full() {
+            self.raise_if_current(dom, port, generation);
+        } else {
+            self.schedule_in(
+                delay_ns,
+                Scheduled::Raise {
+                    dom,
+                    port,
+                    generation,
+                },
+            );
+        }
     }
 
     /// The time of the earliest scheduled event.
@@ -148,8 +191,13 @@ impl State {
         let Some(d) = self.domains.get_mut(&dom) else {
             return;
         };
-        d.timer = Some((deadline_ns, generation));
-        self.schedule_at(deadline_ns, Scheduled::Timer { dom, generation });
+        // The timer it replaces leaves the schedule (one entry per domain).
+        if let Some(old) = d.timer.take() {
+            self.queue.remove(&old.key);
+        }
+        let key = self.schedule_at(deadline_ns, Scheduled::Timer { dom, generation });
+        let d = self.domains.get_mut(&dom).expect("checked above");
+        d.timer = Some(ArmedTimer { key, generation });
     }
 
     fn fire_timer(&mut self, dom: DomId, generation: u64) {
@@ -157,7 +205,7 @@ impl State {
             return;
         };
         match d.timer {
-            Some((_, g)) if g == generation => d.timer = None,
+            Some(t) if t.generation == generation => d.timer = None,
             _ => return,
         }
         self.record(TraceEvent::TimerFired { dom });
