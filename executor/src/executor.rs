@@ -355,6 +355,11 @@ impl Executor {
         &*self.core.platform
     }
 
+    #[cfg(test)]
+    pub(crate) fn core_for_tests(&self) -> &Core {
+        &self.core
+    }
+
     /// How many tasks are queued to run (local queue only).
     pub fn runnable_len(&self) -> usize {
         self.core.run_queue.len()

@@ -45,3 +45,33 @@ pub trait Platform {
     /// context. Called once, when the executor is built.
     fn unparker(&self) -> Arc<dyn Unpark>;
 }
+
+impl<P: Platform + ?Sized> Platform for alloc::rc::Rc<P> {
+    fn now_ns(&self) -> u64 {
+        (**self).now_ns()
+    }
+    fn poll(&self) {
+        (**self).poll()
+    }
+    fn park(&self, deadline_ns: Option<u64>) {
+        (**self).park(deadline_ns)
+    }
+    fn unparker(&self) -> Arc<dyn Unpark> {
+        (**self).unparker()
+    }
+}
+
+impl<P: Platform + ?Sized> Platform for Arc<P> {
+    fn now_ns(&self) -> u64 {
+        (**self).now_ns()
+    }
+    fn poll(&self) {
+        (**self).poll()
+    }
+    fn park(&self, deadline_ns: Option<u64>) {
+        (**self).park(deadline_ns)
+    }
+    fn unparker(&self) -> Arc<dyn Unpark> {
+        (**self).unparker()
+    }
+}

@@ -18,7 +18,7 @@ use pin_project_lite::pin_project;
 use crate::context;
 use crate::executor::Core;
 use crate::join::JoinHandle;
-use crate::remote::{Runnable, Shared, TaskMeta};
+use crate::remote::{Runnable, TaskMeta};
 use crate::sync::Arc;
 
 /// A panic's payload, as `std::panic::catch_unwind` returns it.
@@ -63,12 +63,19 @@ impl<F: Future> Future for Guarded<F> {
     }
 }
 
-/// Where a wake of one of `shared`'s tasks goes.
+/// Where a wake goes: the schedule function of every task (zero-sized).
 #[inline]
-fn schedule(shared: &Arc<Shared>, runnable: Runnable) {
+fn schedule(runnable: Runnable) {
     context::with_current(|core| match core {
-        Some(core) if Arc::ptr_eq(&core.shared, shared) => core.run_queue.push(runnable),
-        _ => shared.push_remote(runnable),
+        Some(core) if Arc::ptr_eq(&core.shared, &runnable.metadata().shared) => {
+            core.run_queue.push(runnable)
+        }
+        _ => {
+            // Our own reference: once pushed, the task (and the Arc in its
+            // metadata) may be freed by the executor's thread at any time.
+            let shared = runnable.metadata().shared.clone();
+            shared.push_remote(runnable)
+        }
     })
 }
 
@@ -78,9 +85,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let shared = core.shared.clone();
-    let schedule = move |runnable| schedule(&shared, runnable);
-    let builder = async_task::Builder::new().metadata(TaskMeta::new());
+    let builder = async_task::Builder::new().metadata(TaskMeta::new(core.shared.clone()));
     // SAFETY: spawn_unchecked's conditions:
     // - The future need not be Send, so its Runnable must be run and dropped
     //   on this thread: Runnables are only run or dropped by `Core` (tick,
@@ -89,8 +94,9 @@ where
     //   remote list (`Shared::push_remote`), and after the executor is gone
     //   such a Runnable is leaked, never dropped there.
     // - The future is 'static (bound above), and so is its output.
-    // - The schedule closure holds only an `Arc<Shared>` (Send + Sync +
-    //   'static), so wakers may be used and dropped on any thread.
+    // - The schedule function is a plain fn (Send + Sync + 'static) and the
+    //   metadata is Send + Sync, so wakers may be used and dropped on any
+    //   thread.
     let (runnable, task) =
         unsafe { builder.spawn_unchecked(|_| Guarded { inner: future }, schedule) };
     // The first poll: a new Runnable is already in the SCHEDULED state, so

@@ -157,14 +157,12 @@ impl Sub<Instant> for Instant {
     }
 }
 
-/// Waits until `duration` has passed on the current executor's clock.
+/// Waits until `duration` has passed on the executor's clock.
 ///
-/// The deadline is taken when `sleep` is called, so the time before the
-/// first poll counts.
-///
-/// # Panics
-///
-/// Outside an executor's context (it reads [`Instant::now`]).
+/// Inside an executor's context the deadline is taken when `sleep` is
+/// called, so the time before the first poll counts; elsewhere (e.g. the
+/// argument of [`Executor::block_on`](crate::Executor::block_on)) it is
+/// taken at the first poll.
 ///
 /// # Cancellation
 ///
@@ -176,16 +174,26 @@ impl Sub<Instant> for Instant {
 /// # #[cfg(feature = "std")] {
 /// use ringlet_executor::{sleep, Duration, Executor, Instant};
 ///
-/// Executor::default().block_on(async {
+/// let ex = Executor::default();
+/// ex.block_on(async {
 ///     let start = Instant::now();
 ///     sleep(Duration::from_millis(5)).await;
 ///     assert!(start.elapsed() >= Duration::from_millis(5));
 /// });
+/// let start = ex.now();
+/// ex.block_on(sleep(Duration::from_millis(1)));
+/// assert!(ex.now() - start >= Duration::from_millis(1));
 /// # }
 /// ```
-#[track_caller]
 pub fn sleep(duration: Duration) -> Sleep {
-    sleep_until(Instant::now() + duration)
+    match Instant::try_now() {
+        Some(now) => sleep_until(now + duration),
+        None => {
+            let mut sleep = sleep_until(Instant::MAX);
+            sleep.delay = Some(duration);
+            sleep
+        }
+    }
 }
 
 /// Waits until `deadline` on the executor's clock that polls it.
@@ -207,6 +215,7 @@ pub fn sleep(duration: Duration) -> Sleep {
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline,
+        delay: None,
         timers: None,
         key: None,
         elapsed: false,
@@ -222,6 +231,9 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 #[must_use = "futures do nothing unless polled"]
 pub struct Sleep {
     deadline: Instant,
+    /// Made outside an executor: the deadline is this long after the first
+    /// poll (`deadline` is not yet meaningful).
+    delay: Option<Duration>,
     /// The timer heap of the executor that first polled it.
     timers: Option<Rc<Timers>>,
     /// The armed (or fired, not yet observed) timer.
@@ -231,9 +243,13 @@ pub struct Sleep {
 }
 
 impl Sleep {
-    /// The deadline.
-    pub fn deadline(&self) -> Instant {
-        self.deadline
+    /// The deadline; `None` for a [`sleep`] made outside an executor that
+    /// has not been polled yet (its deadline starts at the first poll).
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.delay {
+            Some(_) => None,
+            None => Some(self.deadline),
+        }
     }
 
     /// Whether it has completed.
@@ -245,6 +261,7 @@ impl Sleep {
     pub fn reset(&mut self, deadline: Instant) {
         self.cancel();
         self.deadline = deadline;
+        self.delay = None;
         self.elapsed = false;
     }
 
@@ -273,6 +290,11 @@ impl Future for Sleep {
                 this.timers.insert(timers)
             }
         };
+        if let Some(delay) = this.delay.take() {
+            let now = context::with_current(|core| core.map(|core| core.now()))
+                .expect("a ringlet Sleep was polled outside a ringlet executor");
+            this.deadline = now + delay;
+        }
         if let Some(key) = this.key {
             let mut heap = timers.heap.borrow_mut();
             if heap.is_fired(key) {
@@ -311,7 +333,7 @@ impl Drop for Sleep {
 impl fmt::Debug for Sleep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sleep")
-            .field("deadline", &self.deadline)
+            .field("deadline", &self.deadline())
             .field("armed", &self.key.is_some())
             .field("elapsed", &self.elapsed)
             .finish()
@@ -334,16 +356,14 @@ impl core::error::Error for Elapsed {}
 /// Runs `future` for at most `duration`.
 ///
 /// The future is polled before the deadline is checked, so a future that is
-/// ready at once wins even with a zero duration.
+/// ready at once wins even with a zero duration. Like [`sleep`], the
+/// duration counts from the call inside an executor's context, from the
+/// first poll elsewhere.
 ///
 /// # Errors
 ///
 /// [`Elapsed`] if `duration` passes first; the future is then dropped when
 /// the [`Timeout`] is.
-///
-/// # Panics
-///
-/// Outside an executor's context (it reads [`Instant::now`]).
 ///
 /// # Examples
 ///
@@ -358,9 +378,11 @@ impl core::error::Error for Elapsed {}
 /// });
 /// # }
 /// ```
-#[track_caller]
 pub fn timeout<F: IntoFuture>(duration: Duration, future: F) -> Timeout<F::IntoFuture> {
-    timeout_at(Instant::now() + duration, future)
+    Timeout {
+        future: future.into_future(),
+        sleep: sleep(duration),
+    }
 }
 
 /// Runs `future` until `deadline` at most; see [`timeout`].
@@ -429,13 +451,14 @@ pub enum MissedTickBehavior {
     Skip,
 }
 
-/// Ticks every `period`; the first tick completes at once.
+/// Ticks every `period`; the first tick completes at once (made outside an
+/// executor: at its first poll).
 ///
 /// Missed ticks are skipped by default ([`MissedTickBehavior::Skip`]).
 ///
 /// # Panics
 ///
-/// If `period` is zero, or outside an executor's context.
+/// If `period` is zero.
 ///
 /// # Examples
 ///
@@ -453,7 +476,12 @@ pub enum MissedTickBehavior {
 /// ```
 #[track_caller]
 pub fn interval(period: Duration) -> Interval {
-    interval_at(Instant::now(), period)
+    assert!(!period.is_zero(), "interval period must be non-zero");
+    Interval {
+        period,
+        sleep: sleep(Duration::ZERO),
+        missed: MissedTickBehavior::default(),
+    }
 }
 
 /// Ticks every `period`, the first time at `start`.
@@ -466,7 +494,6 @@ pub fn interval_at(start: Instant, period: Duration) -> Interval {
     assert!(!period.is_zero(), "interval period must be non-zero");
     Interval {
         period,
-        next: start,
         sleep: sleep_until(start),
         missed: MissedTickBehavior::default(),
     }
@@ -476,8 +503,7 @@ pub fn interval_at(start: Instant, period: Duration) -> Interval {
 #[derive(Debug)]
 pub struct Interval {
     period: Duration,
-    /// The scheduled instant of the next tick.
-    next: Instant,
+    /// Sleeps until the scheduled instant of the next tick.
     sleep: Sleep,
     missed: MissedTickBehavior,
 }
@@ -503,9 +529,12 @@ impl Interval {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(()) => {}
         }
-        let tick = self.next;
+        let tick = self
+            .sleep
+            .deadline()
+            .expect("a completed Sleep has a deadline");
         let now = Instant::now();
-        self.next = match self.missed {
+        let next = match self.missed {
             MissedTickBehavior::Burst => tick + self.period,
             MissedTickBehavior::Delay => now + self.period,
             MissedTickBehavior::Skip => {
@@ -518,7 +547,7 @@ impl Interval {
                 ))
             }
         };
-        self.sleep.reset(self.next);
+        self.sleep.reset(next);
         Poll::Ready(tick)
     }
 
@@ -543,7 +572,6 @@ impl Interval {
     ///
     /// Outside an executor's context.
     pub fn reset(&mut self) {
-        self.next = Instant::now() + self.period;
-        self.sleep.reset(self.next);
+        self.sleep.reset(Instant::now() + self.period);
     }
 }
