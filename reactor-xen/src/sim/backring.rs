@@ -398,3 +398,139 @@ impl<P: BackProtocol> Future for NextRequest<'_, P> {
         this.ring.poll_request(cx, this.channel)
     }
 }
+
+#[cfg(test)]
+mod test {
+    use alloc::vec::Vec;
+
+    use super::*;
+    use crate::abi::ring::{SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RSP_EVENT, SRING_RSP_PROD};
+    use crate::grant::Access;
+    use crate::grant::GrantedPage;
+    use crate::sim::echo::{echo, EchoProtocol, EchoRequest, ECHO_PAYLOAD_MAX};
+    use crate::sim::{DomainConfig, SimConfig, SimXen};
+
+    /// A hostile front end: a granted page whose indices the test writes.
+    fn setup() -> (SimXen, GrantedPage, BackRing<EchoProtocol>) {
+        let sim = SimXen::new(SimConfig::new(1).quiet());
+        let guest = sim.create_domain(DomainConfig::new("front")).id();
+        let g = sim.guest(guest);
+        let page = g.share_page(DomId::DOM0, Access::ReadWrite).unwrap();
+        let map = sim
+            .dom0()
+            .map_grant(guest, page.grant_ref(), false)
+            .unwrap();
+        let ring = BackRing::attach(map);
+        (sim, page, ring)
+    }
+
+    fn put_request(page: &GrantedPage, idx: u32, id: u16) {
+        let req = EchoRequest {
+            id,
+            len: 1,
+            payload: [id as u8; ECHO_PAYLOAD_MAX],
+        };
+        let mut slot = [0u8; 64];
+        EchoProtocol::write_request(&req, &mut slot);
+        let at = SRING_HEADER_SIZE + (idx as usize % 32) * 64;
+        page.mem().write(at, &slot);
+    }
+
+    fn set(page: &GrantedPage, off: usize, v: u32) {
+        page.mem().atomic_u32(off).store(v, Ordering::SeqCst);
+    }
+
+    fn get(page: &GrantedPage, off: usize) -> u32 {
+        page.mem().atomic_u32(off).load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn takes_published_requests_in_order_and_answers_them() {
+        let (_sim, page, mut ring) = setup();
+        assert_eq!(ring.size(), 32);
+        for i in 0..3 {
+            put_request(&page, i, i as u16 + 10);
+        }
+        set(&page, SRING_REQ_PROD, 3);
+        let ids: Vec<u16> = core::iter::from_fn(|| ring.take_request().unwrap())
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, [10, 11, 12]);
+        assert_eq!(ring.in_service(), 3);
+        for id in ids {
+            ring.push_response(echo(&EchoRequest {
+                id,
+                len: 0,
+                payload: [0; ECHO_PAYLOAD_MAX],
+            }));
+        }
+        // Not visible until pushed; the front end asked (rsp_event = 1).
+        assert_eq!(get(&page, SRING_RSP_PROD), 0);
+        set(&page, SRING_RSP_EVENT, 1);
+        assert!(ring.push_responses());
+        assert_eq!(get(&page, SRING_RSP_PROD), 3);
+    }
+
+    #[test]
+    fn a_producer_more_than_a_ring_ahead_is_an_error() {
+        let (_sim, page, mut ring) = setup();
+        set(&page, SRING_REQ_PROD, 33);
+        assert_eq!(
+            ring.take_request(),
+            Err(BackRingError::RequestProducerOutOfRange {
+                req_prod: 33,
+                req_cons: 0
+            })
+        );
+        // Behind the consumer (wrapped) too.
+        set(&page, SRING_REQ_PROD, u32::MAX);
+        assert!(ring.take_request().is_err());
+    }
+
+    #[test]
+    fn never_takes_more_requests_than_response_slots() {
+        let (_sim, page, mut ring) = setup();
+        for i in 0..32 {
+            put_request(&page, i, i as u16);
+        }
+        set(&page, SRING_REQ_PROD, 32);
+        for _ in 0..32 {
+            assert!(ring.take_request().unwrap().is_some());
+        }
+        // A hostile front end publishes one more before any response.
+        set(&page, SRING_REQ_PROD, 33);
+        assert_eq!(ring.take_request(), Ok(None));
+        assert_eq!(ring.in_service(), 32);
+    }
+
+    #[test]
+    fn notify_hold_off_and_final_check_follow_io_ring_h() {
+        let (_sim, page, mut ring) = setup();
+        put_request(&page, 0, 1);
+        set(&page, SRING_REQ_PROD, 1);
+        let r = ring.take_request().unwrap().unwrap();
+        ring.push_response(echo(&r));
+        // The front end wants a notification only past response 5.
+        set(&page, SRING_RSP_EVENT, 5);
+        assert!(!ring.push_responses());
+        assert_eq!(ring.stats().notifies_held_off, 1);
+        // Final check with nothing pending re-arms req_event past req_cons.
+        assert!(!ring.final_check());
+        assert_eq!(get(&page, SRING_REQ_EVENT), 2);
+        // A request published meanwhile is seen.
+        put_request(&page, 1, 2);
+        set(&page, SRING_REQ_PROD, 2);
+        assert!(ring.final_check());
+    }
+
+    #[test]
+    #[should_panic(expected = "response without a request")]
+    fn a_response_without_a_request_is_a_backend_bug() {
+        let (_sim, _page, mut ring) = setup();
+        ring.push_response(echo(&EchoRequest {
+            id: 0,
+            len: 0,
+            payload: [0; ECHO_PAYLOAD_MAX],
+        }));
+    }
+}
