@@ -60,6 +60,9 @@ pub mod cable;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod netfront;
+#[cfg(feature = "sim")]
+pub mod sim_netback;
 pub mod stack;
 pub mod tcp;
 pub mod udp;

@@ -54,17 +54,13 @@ pub const NETRXF_KNOWN: u16 = NETRXF_DATA_VALIDATED
     | NETRXF_GSO_PREFIX;
 
 /// `NETIF_RSP_DROPPED`: the packet was dropped.
-#[doc(alias = "NETIF_RSP_DROPPED")]
 pub const NETIF_RSP_DROPPED: i16 = -2;
 /// `NETIF_RSP_ERROR`: the request failed.
-#[doc(alias = "NETIF_RSP_ERROR")]
 pub const NETIF_RSP_ERROR: i16 = -1;
 /// `NETIF_RSP_OKAY`: done.
-#[doc(alias = "NETIF_RSP_OKAY")]
 pub const NETIF_RSP_OKAY: i16 = 0;
 /// `NETIF_RSP_NULL`: no response (the slot of an auxiliary request, e.g. an
 /// extra-info slot).
-#[doc(alias = "NETIF_RSP_NULL")]
 pub const NETIF_RSP_NULL: i16 = 1;
 
 /// `XEN_NETIF_EXTRA_TYPE_NONE`.
@@ -82,11 +78,9 @@ pub const XEN_NETIF_EXTRA_FLAG_MORE: u8 = 1 << 0;
 
 /// `XEN_NETIF_NR_SLOTS_MIN`: slots one packet may use that every backend
 /// must accept.
-#[doc(alias = "XEN_NETIF_NR_SLOTS_MIN")]
 pub const XEN_NETIF_NR_SLOTS_MIN: usize = 18;
 
 /// `XEN_NETIF_MAX_TX_SIZE`: the largest packet a tx request can describe.
-#[doc(alias = "XEN_NETIF_MAX_TX_SIZE")]
 pub const XEN_NETIF_MAX_TX_SIZE: usize = 0xFFFF;
 
 /// `struct netif_tx_request`: one slot of a packet to send.
@@ -455,7 +449,10 @@ mod test {
     fn malformed_slots_decode_without_panic() {
         let slot = [0xffu8; TX_SLOT_SIZE];
         let r = RxResponse::decode(&slot);
-        assert_eq!((r.id, r.offset, r.flags, r.status), (0xffff, 0xffff, 0xffff, -1));
+        assert_eq!(
+            (r.id, r.offset, r.flags, r.status),
+            (0xffff, 0xffff, 0xffff, -1)
+        );
         assert_ne!(r.flags & !NETRXF_KNOWN, 0, "unknown flag bits are visible");
         let t = TxResponse::decode(&slot);
         assert_eq!((t.id, t.status), (0xffff, -1));
