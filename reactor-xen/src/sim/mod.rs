@@ -73,7 +73,7 @@ use world::State;
 use xenstored::{XenstoreRingServer, XenstoredState};
 
 /// The environment variable that chooses the seed of a sim run
-/// ([`SimConfig::from_env`]).
+/// ([`SimConfig::seed_from_env`]).
 pub const SEED_ENV: &str = "RINGLET_SEED";
 
 /// Default of [`SimConfig::parks_at_same_time_max`]: consecutive parks
