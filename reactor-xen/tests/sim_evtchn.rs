@@ -239,3 +239,34 @@ fn guest_notifies_dom0() {
         backend.await.unwrap();
     });
 }
+
+#[test]
+fn a_late_notification_survives_the_sender_closing_its_end() {
+    use ringlet_xen::sim::{FaultSite, Faults, Ratio};
+    // The sender notifies, then closes at once; the notification is late.
+    // On Xen the bit was set at the send, so the receiver still sees it.
+    let faults = Faults::none().with(FaultSite::NotifyDelay, Ratio::ALWAYS);
+    let sim = SimXen::new(SimConfig::new(9).quiet().with_faults(faults));
+    let guest = sim.create_domain(DomainConfig::new("guest"));
+    let dom0 = sim.dom0();
+    let p = guest.evtchn_alloc_unbound(DomId::DOM0).unwrap();
+    let b = dom0.evtchn_bind_interdomain(guest.id(), p).unwrap();
+    dom0.evtchn_send(b).unwrap();
+    dom0.evtchn_close(b).unwrap();
+    assert!(!guest.upcall_pending());
+    sim.advance_to(ringlet_xen::sim::faults::NOTIFY_DELAY_NS_MAX);
+    assert!(guest.upcall_pending(), "the pending bit was lost");
+    // But a receiver that closed its own port gets nothing.
+    let p2 = guest.evtchn_alloc_unbound(DomId::DOM0).unwrap();
+    let b2 = dom0.evtchn_bind_interdomain(guest.id(), p2).unwrap();
+    guest.shared_info().vcpu_info[0]
+        .evtchn_upcall_pending
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    dom0.evtchn_send(b2).unwrap();
+    guest.evtchn_close(p2).unwrap();
+    sim.advance_to(2 * ringlet_xen::sim::faults::NOTIFY_DELAY_NS_MAX + 1);
+    let w = p2.0 as usize / 64;
+    let bit = 1u64 << (p2.0 % 64);
+    let pending = guest.shared_info().evtchn_pending[w].load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(pending & bit, 0);
+}

@@ -445,13 +445,15 @@ impl State {
         self.record(ev);
     }
 
-    /// A scheduled raise: delivered only if the port still has the binding
-    /// it had when the notification was sent.
+    /// A scheduled raise: delivered if the receiving port is still the
+    /// allocation it was when the notification was sent. On Xen the bit
+    /// would already be set, and only the receiver closing its port clears
+    /// it: the sender closing its end (the port becomes Unbound) does not.
     pub(crate) fn raise_if_current(&mut self, dom: DomId, port: Port, generation: u64) {
         match self.channel(dom, port) {
             Ok(c)
                 if c.generation == generation
-                    && matches!(c.state, ChanState::Interdomain { .. } | ChanState::Virq(_)) =>
+                    && !matches!(c.state, ChanState::Free | ChanState::Reserved) =>
             {
                 self.raise(dom, port)
             }
