@@ -17,37 +17,35 @@
 //!
 //! # Faults
 //!
-//! [`BlkbackFaults`] gives each fault a probability per request, drawn from
-//! the backend's own [`Prng`] (a sub-seed of the run's seed):
+//! The ring itself is the sim's `BackRing`, which injects the world's ring
+//! faults (`FaultSite::RingBadId`, `RingDuplicateId`, `RingBadStatus`,
+//! `RingProducerJump`, chosen by the run's `SimConfig`). On top of those,
+//! [`BlkbackFaults`] gives each blkif-level fault a probability per request,
+//! drawn from the backend's own [`Prng`]:
 //!
 //! | fault | what the frontend must do |
 //! | --- | --- |
 //! | `io_error` | fail that request with an I/O error (nothing transferred) |
-//! | `bad_id` | treat as a protocol error (unknown id) |
-//! | `duplicate` | treat the second response as a protocol error |
 //! | `bad_operation` | protocol error (operation mismatch) |
-//! | `bad_status` | protocol error (unknown status) |
-//! | `garbage` | the slot holds random bytes (a torn or short write): protocol error |
-//! | `producer_jump` | `rsp_prod` moved past the requests: protocol error |
+//! | `garbage` | random id, operation and status (a torn or short write): protocol error |
 //! | `disconnect` | the backend stops answering and goes to Closing |
 #![allow(clippy::module_name_repetitions)]
 
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{fence, Ordering};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use ringlet_xen::abi::ring::{
-    ring_size, SRING_HEADER_SIZE, SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RSP_EVENT, SRING_RSP_PROD,
-};
 use ringlet_xen::abi::xenbus::XenbusState;
 use ringlet_xen::evtchn::EventChannel;
 use ringlet_xen::guest::Guest;
 use ringlet_xen::hypervisor::{DomId, GrantRef, Port, PAGE_SIZE};
+use ringlet_xen::sim::backring::{BackProtocol, BackRing};
 use ringlet_xen::sim::xenbus::{DevicePaths, XenbusBackend, XenbusError};
-use ringlet_xen::sim::{GrantMapping, Prng, Ratio, SimDomain, SimXen};
+use ringlet_xen::sim::{Prng, Ratio, SimDomain, SimXen};
+
+use crate::blkfront::device::Blkif;
 
 use crate::blkif::{
     self, IndirectRequest, Request, Response, Segment, BLKIF_SECTOR_SIZE,
@@ -112,18 +110,10 @@ impl Backing {
 pub struct BlkbackFaults {
     /// `BLKIF_RSP_ERROR` instead of doing the request.
     pub io_error: Ratio,
-    /// A response id that is not the request's.
-    pub bad_id: Ratio,
-    /// The response written twice.
-    pub duplicate: Ratio,
     /// A response operation that is not the request's.
     pub bad_operation: Ratio,
-    /// A status blkif does not define.
-    pub bad_status: Ratio,
-    /// Random bytes in the response slot.
+    /// Random id, operation and status in the response.
     pub garbage: Ratio,
-    /// `rsp_prod` pushed past the requests.
-    pub producer_jump: Ratio,
     /// Stop serving (state Closing) before answering.
     pub disconnect: Ratio,
 }
@@ -132,31 +122,23 @@ impl BlkbackFaults {
     /// No faults.
     pub const NONE: BlkbackFaults = BlkbackFaults {
         io_error: Ratio::NEVER,
-        bad_id: Ratio::NEVER,
-        duplicate: Ratio::NEVER,
         bad_operation: Ratio::NEVER,
-        bad_status: Ratio::NEVER,
         garbage: Ratio::NEVER,
-        producer_jump: Ratio::NEVER,
         disconnect: Ratio::NEVER,
     };
 
     /// Faults chosen from `prng`: I/O errors on about half the runs; then
-    /// at most one protocol fault kind, each with a small probability.
+    /// at most one blkif-level protocol fault, with a small probability.
     pub fn from_prng(prng: &mut Prng) -> BlkbackFaults {
         let mut f = BlkbackFaults::NONE;
         if prng.below(2) == 0 {
             f.io_error = Ratio::new(prng.range_inclusive(1, 10) as u32, 100);
         }
         let r = Ratio::new(prng.range_inclusive(1, 5) as u32, 1000);
-        match prng.below(9) {
-            0 => f.bad_id = r,
-            1 => f.duplicate = r,
-            2 => f.bad_operation = r,
-            3 => f.bad_status = r,
-            4 => f.garbage = r,
-            5 => f.producer_jump = r,
-            6 => f.disconnect = r,
+        match prng.below(5) {
+            0 => f.bad_operation = r,
+            1 => f.garbage = r,
+            2 => f.disconnect = r,
             _ => {}
         }
         f
@@ -164,17 +146,9 @@ impl BlkbackFaults {
 
     /// Whether any fault that breaks the protocol (or disconnects) is on.
     pub fn breaks_protocol(&self) -> bool {
-        [
-            self.bad_id,
-            self.duplicate,
-            self.bad_operation,
-            self.bad_status,
-            self.garbage,
-            self.producer_jump,
-            self.disconnect,
-        ]
-        .iter()
-        .any(|r| r.num() > 0)
+        [self.bad_operation, self.garbage, self.disconnect]
+            .iter()
+            .any(|r| r.num() > 0)
     }
 }
 
@@ -247,7 +221,8 @@ pub struct BlkbackStats {
     pub bad_requests: u64,
     /// Injected I/O errors.
     pub io_errors: u64,
-    /// Injected protocol faults (ids, ops, statuses, garbage, producer, duplicates).
+    /// Injected blkif-level protocol faults (operation, garbage); the ring's
+    /// own are [`Blkback::ring_faults`].
     pub protocol_faults: u64,
     /// Notifications sent to the frontend.
     pub notifies: u64,
@@ -298,11 +273,8 @@ impl From<XenbusError> for ServeError {
 pub struct Blkback {
     dom0: SimDomain,
     front: DomId,
-    ring: GrantMapping,
+    ring: BackRing<Blkif>,
     channel: EventChannel,
-    size: u32,
-    req_cons: u32,
-    rsp_prod_pvt: u32,
     backing: Backing,
     config: BlkbackConfig,
     prng: Prng,
@@ -348,11 +320,8 @@ impl Blkback {
         Ok(Blkback {
             dom0,
             front,
-            ring,
+            ring: BackRing::attach(ring),
             channel,
-            size: ring_size(SLOT_SIZE, PAGE_SIZE),
-            req_cons: 0,
-            rsp_prod_pvt: 0,
             backing,
             config,
             prng: Prng::new(config.seed),
@@ -478,42 +447,34 @@ impl Blkback {
     /// [`SERVICE_REQUESTS_MAX`]); returns how many.
     pub fn service(&mut self) -> usize {
         let mut done = 0;
+        let mut batch = Vec::with_capacity(self.ring.size() as usize);
         while !self.disconnected && !self.broken && done < SERVICE_REQUESTS_MAX {
-            // Acquire: the request slots are read after the producer index.
-            let prod = self
-                .ring
-                .mem()
-                .atomic_u32(SRING_REQ_PROD)
-                .load(Ordering::Acquire);
-            let pending = prod.wrapping_sub(self.req_cons);
-            if pending > self.size {
-                // The frontend broke the ring: stop serving it.
-                self.broken = true;
-                break;
-            }
-            if pending == 0 {
-                // RING_FINAL_CHECK_FOR_REQUESTS.
-                let mem = self.ring.mem();
-                mem.atomic_u32(SRING_REQ_EVENT)
-                    .store(self.req_cons.wrapping_add(1), Ordering::Relaxed);
-                // Orders the req_event store before the re-read of req_prod.
-                fence(Ordering::SeqCst);
-                if mem.atomic_u32(SRING_REQ_PROD).load(Ordering::Acquire) == self.req_cons {
-                    break;
+            // Take the whole batch first (as Linux blkback does), then answer.
+            batch.clear();
+            loop {
+                match self.ring.take_request() {
+                    Ok(Some(slot)) => batch.push(slot),
+                    Ok(None) => break,
+                    // The frontend broke the ring (or an injected producer
+                    // jump did): stop serving it.
+                    Err(_) => {
+                        self.broken = true;
+                        break;
+                    }
                 }
-                continue;
             }
-            let idx = (self.req_cons & (self.size - 1)) as usize;
-            let mut slot = [0u8; SLOT_SIZE];
-            self.ring
-                .mem()
-                .read(SRING_HEADER_SIZE + idx * SLOT_SIZE, &mut slot);
-            self.req_cons = self.req_cons.wrapping_add(1);
-            self.stats.requests += 1;
-            done += 1;
-            self.handle(&slot);
-            if done % self.size as usize == 0 {
-                self.push_responses();
+            for slot in &batch {
+                self.stats.requests += 1;
+                done += 1;
+                match self.handle(slot) {
+                    Some(rsp) => self.ring.push_response(rsp),
+                    None => break,
+                }
+            }
+            self.push_responses();
+            // RING_FINAL_CHECK_FOR_REQUESTS before going idle.
+            if batch.is_empty() && !self.ring.final_check() {
+                break;
             }
         }
         self.push_responses();
@@ -542,7 +503,7 @@ impl Blkback {
         r.num() > 0 && self.prng.chance(r)
     }
 
-    fn handle(&mut self, slot: &[u8; SLOT_SIZE]) {
+    fn handle(&mut self, slot: &[u8; SLOT_SIZE]) -> Option<Response> {
         let faults = self.config.faults;
         if self.chance(faults.disconnect) {
             self.disconnected = true;
@@ -550,7 +511,7 @@ impl Blkback {
                 "blkback: injected disconnect of dom{}",
                 self.front.0
             ));
-            return;
+            return None;
         }
         let op = slot[0];
         let (id, status) = match op {
@@ -606,34 +567,17 @@ impl Blkback {
             status,
             ..Response::default()
         };
-        if self.chance(faults.bad_id) {
-            rsp.id ^= 1 << self.prng.below(64);
-            self.stats.protocol_faults += 1;
-        }
         if self.chance(faults.bad_operation) {
             rsp.operation = rsp.operation.wrapping_add(1 + self.prng.below(200) as u8);
             self.stats.protocol_faults += 1;
         }
-        if self.chance(faults.bad_status) {
-            rsp.status = [1, 2, -3, i16::MAX, i16::MIN][self.prng.below(5) as usize];
-            self.stats.protocol_faults += 1;
-        }
-        let mut bytes = rsp.encode();
         if self.chance(faults.garbage) {
+            let mut bytes = [0u8; blkif::RESPONSE_SIZE];
             self.prng.fill(&mut bytes);
+            rsp = Response::decode(&bytes);
             self.stats.protocol_faults += 1;
         }
-        self.write_response(&bytes);
-        if self.chance(faults.duplicate) {
-            self.write_response(&bytes);
-            self.stats.protocol_faults += 1;
-        }
-        if self.chance(faults.producer_jump) {
-            self.rsp_prod_pvt = self
-                .rsp_prod_pvt
-                .wrapping_add(self.size + 1 + self.prng.below(100) as u32);
-            self.stats.protocol_faults += 1;
-        }
+        Some(rsp)
     }
 
     /// The segments of an indirect request, read out of its indirect pages;
@@ -724,33 +668,40 @@ impl Blkback {
         RSP_OKAY
     }
 
-    fn write_response(&mut self, bytes: &[u8; blkif::RESPONSE_SIZE]) {
-        let idx = (self.rsp_prod_pvt & (self.size - 1)) as usize;
-        self.ring
-            .mem()
-            .write(SRING_HEADER_SIZE + idx * SLOT_SIZE, bytes);
-        self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(1);
-    }
-
     /// `RING_PUSH_RESPONSES_AND_CHECK_NOTIFY`, then the notification.
     fn push_responses(&mut self) {
-        let mem = self.ring.mem();
-        let rsp_prod = mem.atomic_u32(SRING_RSP_PROD);
-        let old = rsp_prod.load(Ordering::Relaxed);
-        let new = self.rsp_prod_pvt;
-        if old == new {
-            return;
-        }
-        // Orders the response slots before the producer index.
-        fence(Ordering::Release);
-        rsp_prod.store(new, Ordering::Relaxed);
-        // Orders the producer store before the rsp_event load.
-        fence(Ordering::SeqCst);
-        let event = mem.atomic_u32(SRING_RSP_EVENT).load(Ordering::Relaxed);
-        if new.wrapping_sub(event) < new.wrapping_sub(old) {
+        if self.ring.push_responses() {
             self.stats.notifies += 1;
             // A failed send means the frontend closed its port: nothing to do.
             let _ = self.channel.notify();
         }
+    }
+
+    /// Faults the back ring injected (the world's ring fault sites).
+    pub fn ring_faults(&self) -> u64 {
+        self.ring.stats().faults
+    }
+}
+
+/// blkif from the backend's side, for the sim's back ring.
+impl BackProtocol for Blkif {
+    fn read_request(slot: &[u8]) -> [u8; SLOT_SIZE] {
+        let mut b = [0u8; SLOT_SIZE];
+        b.copy_from_slice(&slot[..SLOT_SIZE]);
+        b
+    }
+
+    fn write_response(rsp: &Response, slot: &mut [u8]) {
+        slot[..blkif::RESPONSE_SIZE].copy_from_slice(&rsp.encode());
+    }
+
+    fn set_response_id(rsp: &mut Response, id: u64) {
+        rsp.id = id;
+    }
+
+    fn set_garbage_status(rsp: &mut Response, noise: u64) {
+        // Any i16 but the three blkif defines.
+        let v = (noise % 65533) as i32 - 32768;
+        rsp.status = if v >= -2 { (v + 3) as i16 } else { v as i16 };
     }
 }

@@ -18,7 +18,7 @@ use ringlet_storage::{BlockDevice, FlushError, ReadError, WriteError};
 use ringlet_xen::evtchn::EventChannel;
 use ringlet_xen::guest::Guest;
 use ringlet_xen::hypervisor::DomId;
-use ringlet_xen::sim::{DomainConfig, Prng, SimConfig, SimXen};
+use ringlet_xen::sim::{DomainConfig, FaultSite, Faults, Prng, Ratio, SimConfig, SimXen};
 
 /// Loop iterations a single `run` may take before it is declared stuck.
 const RUN_STEPS_MAX: usize = 1_000_000;
@@ -41,7 +41,11 @@ struct Rig {
 
 impl Rig {
     fn new(seed: u64, backing: Backing, config: BlkbackConfig) -> Rig {
-        let sim = SimXen::new(SimConfig::new(seed).quiet());
+        Self::with_faults(seed, Faults::none(), backing, config)
+    }
+
+    fn with_faults(seed: u64, faults: Faults, backing: Backing, config: BlkbackConfig) -> Rig {
+        let sim = SimXen::new(SimConfig::new(seed).with_faults(faults).quiet());
         let domu = sim.create_domain(DomainConfig::new("front"));
         let guest = Guest::new(domu.as_hypervisor());
         let ring = BlkifRing::create(&guest, DomId::DOM0).unwrap();
@@ -140,7 +144,7 @@ struct Outcome {
 
 /// A random workload in batches of non-overlapping operations run
 /// concurrently; every successful read is checked against the model.
-fn workload(seed: u64, faults: BlkbackFaults, batches: usize) -> (Rig, Outcome) {
+fn workload(seed: u64, world: Faults, faults: BlkbackFaults, batches: usize) -> (Rig, Outcome) {
     const SECTORS: u64 = 16 * 1024; // 8 MiB of 512-byte sectors
     let image = pattern(SECTORS as usize * 512, seed ^ 0xD15C);
     let mut model = image.clone();
@@ -151,7 +155,7 @@ fn workload(seed: u64, faults: BlkbackFaults, batches: usize) -> (Rig, Outcome) 
         seed,
         ..BlkbackConfig::default()
     };
-    let rig = Rig::new(seed, Backing::Mem(image), config);
+    let rig = Rig::with_faults(seed, world, Backing::Mem(image), config);
     let mut prng = Prng::new(seed.wrapping_mul(31) ^ 7);
     let mut out = Outcome::default();
     for _ in 0..batches {
@@ -279,7 +283,7 @@ fn workload(seed: u64, faults: BlkbackFaults, batches: usize) -> (Rig, Outcome) 
 
 #[test]
 fn fault_free_workload_with_a_full_ring() {
-    let (rig, out) = workload(1, BlkbackFaults::NONE, 60);
+    let (rig, out) = workload(1, Faults::none(), BlkbackFaults::NONE, 60);
     let stats = rig.front.stats();
     eprintln!("{out:?} {stats:?} {:?}", rig.back.borrow().stats());
     assert_eq!(
@@ -310,10 +314,20 @@ fn seeded_faults_give_errors_never_wrong_data() {
     let mut broken_runs = 0;
     for seed in seeds() {
         let faults = BlkbackFaults::from_prng(&mut Prng::new(seed));
-        let (rig, out) = workload(seed, faults, 25);
+        // The world's faults too: late, repeated and spurious events, and the
+        // back ring's bad ids, duplicates, bad statuses, producer jumps.
+        // Every other seed keeps only the benign ones (timing, spurious
+        // wakes), so that long runs check data under them.
+        let world = if seed % 2 == 0 {
+            Faults::from_seed(seed).benign_only()
+        } else {
+            Faults::from_seed(seed)
+        };
+        let (rig, out) = workload(seed, world, faults, 25);
         let bs = rig.back.borrow().stats();
+        let ring_faults = rig.back.borrow().ring_faults();
         let failed = rig.front.is_failed();
-        if bs.protocol_faults > 0 || rig.back.borrow().is_disconnected() {
+        if bs.protocol_faults + ring_faults > 0 || rig.back.borrow().is_disconnected() {
             broken_runs += 1;
             assert!(
                 failed,
@@ -345,37 +359,70 @@ fn seeded_faults_give_errors_never_wrong_data() {
 
 #[test]
 fn each_protocol_fault_fails_the_device() {
-    use ringlet_xen::sim::Ratio;
     let always = Ratio::new(1, 1);
-    type Set = fn(&mut BlkbackFaults, Ratio);
-    let kinds: [(&str, Set); 7] = [
-        ("bad_id", |f, r| f.bad_id = r),
-        ("duplicate", |f, r| f.duplicate = r),
-        ("bad_operation", |f, r| f.bad_operation = r),
-        ("bad_status", |f, r| f.bad_status = r),
-        ("garbage", |f, r| f.garbage = r),
-        ("producer_jump", |f, r| f.producer_jump = r),
-        ("disconnect", |f, r| f.disconnect = r),
-    ];
-    for (name, set) in kinds {
-        let mut faults = BlkbackFaults::NONE;
-        set(&mut faults, always);
-        let rig = Rig::new(
+    let mut cases: Vec<(&str, Faults, BlkbackFaults)> = Vec::new();
+    for site in [
+        FaultSite::RingBadId,
+        FaultSite::RingDuplicateId,
+        FaultSite::RingBadStatus,
+        FaultSite::RingProducerJump,
+    ] {
+        cases.push((
+            "ring",
+            Faults::none().with(site, always),
+            BlkbackFaults::NONE,
+        ));
+    }
+    cases.push((
+        "bad_operation",
+        Faults::none(),
+        BlkbackFaults {
+            bad_operation: always,
+            ..BlkbackFaults::NONE
+        },
+    ));
+    cases.push((
+        "garbage",
+        Faults::none(),
+        BlkbackFaults {
+            garbage: always,
+            ..BlkbackFaults::NONE
+        },
+    ));
+    cases.push((
+        "disconnect",
+        Faults::none(),
+        BlkbackFaults {
+            disconnect: always,
+            ..BlkbackFaults::NONE
+        },
+    ));
+    for (name, world, faults) in cases {
+        let rig = Rig::with_faults(
             7,
+            world.clone(),
             Backing::Mem(pattern(1 << 20, 3)),
             BlkbackConfig {
                 faults,
                 ..BlkbackConfig::default()
             },
         );
-        let mut buf = vec![0u8; 4096];
-        let r = rig.run(rig.front.read(8, &mut buf));
+        // A duplicate needs two requests in service at once: send a batch.
+        let mut bufs = vec![vec![0u8; 4096]; 8];
+        let reads = bufs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, b)| rig.front.read(8 * i as u64, b));
+        let results = rig.run(futures::future::join_all(reads));
         assert!(
-            matches!(r, Err(ReadError::Protocol(_) | ReadError::Disconnected)),
-            "{name}: {r:?}"
+            results
+                .iter()
+                .any(|r| matches!(r, Err(ReadError::Protocol(_) | ReadError::Disconnected))),
+            "{name} {world:?}: {results:?}"
         );
         assert!(rig.front.is_failed(), "{name}");
         // Later requests fail at once.
+        let mut buf = vec![0u8; 4096];
         assert!(rig.run(rig.front.read(0, &mut buf)).is_err(), "{name}");
         assert!(rig.run(rig.front.write(0, &buf)).is_err(), "{name}");
     }
