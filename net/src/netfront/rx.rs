@@ -74,6 +74,9 @@ pub enum RxMalformed {
     /// `NETRXF_csum_blank` on a frame whose checksum netfront cannot fill
     /// (not IPv4 TCP or UDP, or a truncated header).
     CsumBlank,
+    /// The backend still had the buffer's grant in use after answering, so
+    /// its bytes cannot be taken as final.
+    StillMapped,
 }
 
 impl fmt::Display for RxMalformed {
@@ -89,6 +92,7 @@ impl fmt::Display for RxMalformed {
             RxMalformed::TooManySlots => write!(f, "rx frame over {RX_CHAIN_SLOTS_MAX} slots"),
             RxMalformed::Runt(n) => write!(f, "rx frame of {n} bytes"),
             RxMalformed::CsumBlank => f.write_str("rx checksum blank on a frame it cannot fill"),
+            RxMalformed::StillMapped => f.write_str("rx buffer still in use by the backend"),
         }
     }
 }
@@ -250,6 +254,18 @@ impl RxAssembler {
             return RxStep::Dropped(RxDrop::Malformed(RxMalformed::CsumBlank));
         }
         RxStep::Frame
+    }
+
+    /// Drops the fragment of `rsp` (and so its chain) without looking at its
+    /// bytes, for a reason the caller found (e.g. [`RxMalformed::StillMapped`]).
+    pub fn drop_fragment(&mut self, rsp: &RxResponse, why: RxMalformed) -> RxStep {
+        let more = rsp.flags & NETRXF_MORE_DATA != 0;
+        let was = self.state;
+        self.state = if more { State::Discarding } else { State::Idle };
+        if was == State::Discarding {
+            return RxStep::Partial;
+        }
+        RxStep::Dropped(RxDrop::Malformed(why))
     }
 
     /// Forgets a partial chain (on disconnect).
@@ -459,6 +475,26 @@ mod test {
         // The next frame starts clean.
         assert_eq!(feed(&mut a, rsp(0, 64, 0), 9), RxStep::Frame);
         assert_eq!(a.frame(), page_bytes(0, 64, 9));
+    }
+
+    #[test]
+    fn dropped_fragment_drops_its_chain_once() {
+        let mut a = RxAssembler::new(true);
+        assert_eq!(
+            feed(&mut a, rsp(0, 100, NETRXF_MORE_DATA), 0),
+            RxStep::Partial
+        );
+        let r = rsp(0, 100, NETRXF_MORE_DATA);
+        assert_eq!(
+            a.drop_fragment(&r, RxMalformed::StillMapped),
+            RxStep::Dropped(RxDrop::Malformed(RxMalformed::StillMapped))
+        );
+        assert_eq!(
+            a.drop_fragment(&rsp(0, 1, 0), RxMalformed::StillMapped),
+            RxStep::Partial
+        );
+        assert!(!a.in_chain());
+        assert_eq!(feed(&mut a, rsp(0, 20, 0), 4), RxStep::Frame);
     }
 
     #[test]
