@@ -93,7 +93,8 @@ e2e_create() {
         e2e_fail "xl create $dom: $(tail -n 1 "$E2E_OUT/xl-create.$dom.log")"
     fi
     E2E_CREATE_END=$(e2e_now_ns)
-    E2E_DOMID=$(xl domid "$dom") || e2e_fail "xl domid $dom"
+    E2E_DOMID=$(xl domid "$dom" 2>/dev/null) \
+        || e2e_fail "domain $dom was gone right after xl create (it crashed or rebooted at once; see xl dmesg)"
     e2e_log "created $dom as domain $E2E_DOMID in $(e2e_ms_between "$E2E_CREATE_START" "$E2E_CREATE_END") ms"
 }
 
