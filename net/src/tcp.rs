@@ -315,11 +315,16 @@ impl Conn {
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), WriteError>> {
         if !self.write_shut.replace(true) {
-            let was_closed = self.with(|s| {
+            let was_closed = {
+                let mut core = self.stack.shared.core();
+                let s = core.tcp(self.handle);
                 let closed = s.state() == State::Closed;
                 s.close();
+                if !closed {
+                    core.watch_fin(self.handle);
+                }
                 closed
-            });
+            };
             if was_closed {
                 return Poll::Ready(Err(WriteError::Reset));
             }
@@ -350,10 +355,14 @@ impl Drop for Conn {
         let mut core = self.stack.shared.core();
         let sock = core.tcp(self.handle);
         match sock.state() {
+            // Nothing to tell the peer: no connection, or no answer yet to
+            // our SYN.
             State::Closed if sock.remote_endpoint().is_none() => core.remove(self.handle),
+            State::SynSent => core.remove(self.handle),
             State::Closed => core.orphan(self.handle, true),
             _ => {
                 sock.close();
+                core.watch_fin(self.handle);
                 core.orphan(self.handle, false);
             }
         }
@@ -476,7 +485,13 @@ impl TcpStream {
             match state {
                 State::SynSent | State::SynReceived => {
                     if Pin::new(&mut deadline).poll(cx).is_ready() {
-                        stream.conn.with(|s| s.abort());
+                        // Dropping the stream frees the socket (a SYN-SENT
+                        // socket at once, a SYN-RECEIVED one with a reset).
+                        stream.conn.with(|s| {
+                            if s.state() == State::SynReceived {
+                                s.abort();
+                            }
+                        });
                         Poll::Ready(Err(ConnectError::TimedOut))
                     } else {
                         Poll::Pending

@@ -99,6 +99,8 @@ pub struct StackStats {
     pub touch_wakes: u64,
     /// Closing sockets reset because their linger passed.
     pub linger_resets: u64,
+    /// Connections reset because their FIN stalled ([`FIN_STALL_TIMEOUT`]).
+    pub fin_stall_resets: u64,
     /// Runs where smoltcp asked to be polled again at once but did nothing;
     /// the runner then waits a millisecond instead of spinning.
     pub idle_rechecks: u64,
@@ -116,6 +118,9 @@ pub(crate) struct Core {
     free_waiters: Vec<Waker>,
     /// Tasks waiting for an IPv4 address.
     up_waiters: Vec<Waker>,
+    /// Sockets whose FIN is queued: the FIN-stall watchdog (see
+    /// [`FIN_STALL_TIMEOUT`]).
+    fin_watch: Vec<FinWatch>,
     /// Ports with a live `TcpListener`.
     pub(crate) listen_ports: Vec<u16>,
     dhcp: Option<SocketHandle>,
@@ -134,6 +139,25 @@ struct Orphan {
     deadline: smoltcp::time::Instant,
     reset: bool,
 }
+
+/// A socket with our FIN queued, watched for a stalled FIN.
+#[derive(Debug, Clone, Copy)]
+struct FinWatch {
+    handle: SocketHandle,
+    /// Since when all data is acknowledged and only the FIN is outstanding
+    /// (`None`: data still in flight).
+    since: Option<smoltcp::time::Instant>,
+}
+
+/// How long the FIN alone may stay unacknowledged, after every data byte
+/// was acknowledged, before the connection is reset.
+///
+/// A guard against a smoltcp 0.14 bug: three duplicate ACKs while only the
+/// FIN is in flight start a fast retransmit that has nothing to send, and
+/// leave the socket with no timer at all, so the FIN is never retransmitted
+/// and the close never ends. The peer has every byte by then (all were
+/// acknowledged); it sees a reset instead of the end of the stream.
+pub const FIN_STALL_TIMEOUT: core::time::Duration = core::time::Duration::from_secs(5);
 
 /// The socket pool is full ([`StackConfig::sockets_max`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +215,7 @@ impl Stack {
             sockets: SocketSet::new(vec![]),
             user_sockets: 0,
             orphans: Vec::new(),
+            fin_watch: Vec::new(),
             free_waiters: Vec::new(),
             up_waiters: Vec::new(),
             listen_ports: Vec::new(),
@@ -347,6 +372,7 @@ impl Core {
     /// Frees a TCP or UDP socket and wakes the tasks waiting for one.
     pub(crate) fn remove(&mut self, handle: SocketHandle) {
         self.sockets.remove(handle);
+        self.fin_watch.retain(|w| w.handle != handle);
         self.user_sockets -= 1;
         for w in self.free_waiters.drain(..) {
             w.wake();
@@ -382,6 +408,58 @@ impl Core {
         ringlet_executor::Instant::try_now()
             .map(to_smol)
             .unwrap_or(smoltcp::time::Instant::ZERO)
+    }
+
+    /// Starts the FIN-stall watchdog on a socket whose FIN was just queued.
+    pub(crate) fn watch_fin(&mut self, handle: SocketHandle) {
+        if !self.fin_watch.iter().any(|w| w.handle == handle) {
+            self.fin_watch.push(FinWatch {
+                handle,
+                since: None,
+            });
+        }
+    }
+
+    /// The FIN-stall watchdog (see [`FIN_STALL_TIMEOUT`]); returns its next
+    /// deadline.
+    pub(crate) fn poll_fin_watch(
+        &mut self,
+        now: smoltcp::time::Instant,
+    ) -> Option<smoltcp::time::Instant> {
+        let stall = to_smol_duration(FIN_STALL_TIMEOUT);
+        let mut next: Option<smoltcp::time::Instant> = None;
+        let mut i = 0;
+        while i < self.fin_watch.len() {
+            let w = self.fin_watch[i];
+            let sock = self.sockets.get_mut::<tcp::Socket>(w.handle);
+            let fin_outstanding = matches!(
+                sock.state(),
+                tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck
+            );
+            if !fin_outstanding {
+                self.fin_watch.swap_remove(i);
+                continue;
+            }
+            if sock.send_queue() > 0 {
+                self.fin_watch[i].since = None;
+                i += 1;
+                continue;
+            }
+            let since = *self.fin_watch[i].since.get_or_insert(now);
+            if now >= since + stall {
+                log::warn!(
+                    "net: FIN unacknowledged for {FIN_STALL_TIMEOUT:?} after all data; resetting"
+                );
+                sock.abort();
+                self.stats.fin_stall_resets += 1;
+                self.fin_watch.swap_remove(i);
+                continue;
+            }
+            let d = since + stall;
+            next = Some(next.map_or(d, |n| n.min(d)));
+            i += 1;
+        }
+        next
     }
 
     /// Whether a TCP or UDP socket has `port` as its local port.
@@ -444,7 +522,7 @@ impl Core {
     }
 
     /// Takes the DHCP socket's event, if any (step 3 of a run).
-    fn poll_dhcp(&mut self) {
+    pub(crate) fn poll_dhcp(&mut self) {
         let Some(handle) = self.dhcp else { return };
         let event = match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
             None => return,
@@ -461,7 +539,10 @@ impl Core {
 
     /// Step 4 of a run: reap closed orphans, reset those past their linger.
     /// Returns the earliest orphan deadline still pending.
-    fn poll_orphans(&mut self, now: smoltcp::time::Instant) -> Option<smoltcp::time::Instant> {
+    pub(crate) fn poll_orphans(
+        &mut self,
+        now: smoltcp::time::Instant,
+    ) -> Option<smoltcp::time::Instant> {
         let mut i = 0;
         let mut next: Option<smoltcp::time::Instant> = None;
         while i < self.orphans.len() {

@@ -99,9 +99,10 @@ impl<D: NetDevice> Runner<D> {
                     rx_more = true;
                 }
             }
-            // Steps 3 and 4.
+            // Steps 3 and 4 (and the FIN-stall watchdog).
             core.poll_dhcp();
-            let orphan_deadline = core.poll_orphans(snow);
+            let fin_deadline = core.poll_fin_watch(snow);
+            core.poll_orphans(snow);
             // Step 5: egress.
             let mut tx_more = false;
             loop {
@@ -118,6 +119,8 @@ impl<D: NetDevice> Runner<D> {
                     break;
                 }
             }
+            // Reap what the egress finished (an RST sent, a close done).
+            let orphan_deadline = core.poll_orphans(snow);
             let outcome = RunOutcome {
                 rx: dev.rx,
                 tx: dev.tx,
@@ -131,10 +134,10 @@ impl<D: NetDevice> Runner<D> {
             stats.tx_blocked += u64::from(outcome.tx_blocked);
             stats.budget_yields += u64::from(outcome.more);
             let poll_at = core.iface.poll_at(snow, &core.sockets);
-            let deadline = match (poll_at, orphan_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = [poll_at, orphan_deadline, fin_deadline]
+                .into_iter()
+                .flatten()
+                .min();
             (outcome, deadline)
         };
 
