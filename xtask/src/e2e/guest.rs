@@ -15,6 +15,7 @@ pub fn build(guest: Guest, scratch: &Path) -> Result<PathBuf, Error> {
     match guest {
         Guest::App(package) => build_app(package),
         Guest::Fixture(name) => build_fixture(name, scratch),
+        Guest::Build(build) => build(scratch),
     }
 }
 

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 pub use guest::build_command;
 pub use report::{Figure, Outcome};
-pub use scenario::{Scenario, SCENARIOS};
+pub use scenario::{Guest, Scenario, SCENARIOS};
 
 use crate::{deps, root, Error};
 
@@ -479,9 +479,15 @@ fn stage_scenario(s: &Scenario, build: &Path, staged: &mut Staged) -> Result<u64
     let scratch = build.join(s.name);
     std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
     let elf = guest::build(s.guest, &scratch).map_err(|e| format!("guest build: {e}"))?;
-    let stripped = scratch.join("app.elf");
-    guest::strip(&elf, &stripped).map_err(|e| format!("guest build: {e}"))?;
-    let image = std::fs::read(&stripped).map_err(|e| format!("{}: {e}", stripped.display()))?;
+    let staged_image = if matches!(s.guest, Guest::Build(_)) {
+        elf
+    } else {
+        let stripped = scratch.join("app.elf");
+        guest::strip(&elf, &stripped).map_err(|e| format!("guest build: {e}"))?;
+        stripped
+    };
+    let image =
+        std::fs::read(&staged_image).map_err(|e| format!("{}: {e}", staged_image.display()))?;
     let bytes = image.len() as u64;
     let dir = format!("scenarios/{}", s.name);
     staged.add(&format!("{dir}/app.elf"), 0o644, image);
@@ -623,6 +629,45 @@ mod test {
             run_env(&[("A", "x y"), ("B", "it's")]),
             b"A='x y'\nB='it'\\''s'\n"
         );
+    }
+
+    #[test]
+    fn a_built_guest_is_staged_with_its_extras() {
+        fn image(scratch: &Path) -> Result<PathBuf, Error> {
+            let p = scratch.join("bzImage");
+            std::fs::write(&p, b"not an ELF, so it must not be stripped")
+                .map_err(|e| e.to_string())?;
+            Ok(p)
+        }
+        fn extras(_: &Path) -> Result<Vec<(String, u32, Vec<u8>)>, Error> {
+            Ok(vec![("disk.img".into(), 0o644, vec![0; 512])])
+        }
+        let s = Scenario {
+            name: "unit",
+            about: "",
+            guest: Guest::Build(image),
+            config: "cfg",
+            check: "check",
+            timeout_s: 1,
+            prepare: Some(extras),
+            default: false,
+        };
+        let build = std::env::temp_dir().join(format!("ringlet-e2e-unit-{}", std::process::id()));
+        let mut staged = Staged::default();
+        let bytes = stage_scenario(&s, &build, &mut staged).unwrap();
+        let _ = std::fs::remove_dir_all(&build);
+        assert_eq!(bytes, 38);
+        let paths: Vec<&str> = staged.files.keys().map(String::as_str).collect();
+        assert_eq!(
+            paths,
+            [
+                "scenarios/unit/app.elf",
+                "scenarios/unit/check.sh",
+                "scenarios/unit/disk.img",
+                "scenarios/unit/guest.cfg"
+            ]
+        );
+        assert_eq!(staged.files["scenarios/unit/guest.cfg"].1, b"cfg");
     }
 
     #[test]

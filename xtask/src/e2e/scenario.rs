@@ -18,6 +18,12 @@ pub enum Guest {
     /// A workspace package built with `cargo build --release --target
     /// x86_64-unknown-none`.
     App(&'static str),
+    /// Made by a function (a Linux guest for a benchmark, say): gets a
+    /// scratch directory, returns the kernel's path. Staged as it is (not
+    /// stripped). No table entry uses it yet; `cargo xtask bench xen`
+    /// (issue 8) will.
+    #[allow(dead_code)]
+    Build(fn(scratch: &Path) -> Result<std::path::PathBuf, crate::Error>),
 }
 
 /// Extra files a scenario needs next to its guest (disk images, expected

@@ -71,6 +71,7 @@ ip link add "$E2E_BRIDGE" type bridge stp_state 0 forward_delay 0 || setup_faile
 ip addr add "$E2E_BRIDGE_ADDR" dev "$E2E_BRIDGE"
 ip link set "$E2E_BRIDGE" up
 step "bridge up"
+step "memory: $(free -m | awk 'NR == 2 { print $2 " MB, " $7 " MB available" }')"
 
 # Kernel messages stay in dmesg (the runner dumps them on a failure) instead
 # of interleaving with the result lines on the console.
