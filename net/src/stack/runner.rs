@@ -88,12 +88,11 @@ impl<D: NetDevice> Runner<D> {
             core.iface.poll_maintenance(snow);
             let mut rx_more = false;
             while dev.rx < budget {
-                match core
+                let r = core
                     .iface
-                    .poll_ingress_single(snow, &mut dev, &mut core.sockets)
-                {
-                    PollIngressSingleResult::None => break,
-                    _ => {}
+                    .poll_ingress_single(snow, &mut dev, &mut core.sockets);
+                if r == PollIngressSingleResult::None {
+                    break;
                 }
                 if dev.rx == budget {
                     rx_more = true;
