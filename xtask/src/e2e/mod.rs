@@ -551,8 +551,30 @@ fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
-/// target/e2e/<UTC date-time>[-n], and a `latest` symlink to it.
+/// How many runs' logs target/e2e/ keeps (the oldest go first).
+const RUNS_KEPT: usize = 20;
+
+/// target/e2e/<UTC date-time>[-n], and a `latest` symlink to it; prunes
+/// all but the newest [`RUNS_KEPT`] runs.
 fn new_run_dir(base: &Path) -> PathBuf {
+    if let Ok(entries) = std::fs::read_dir(base) {
+        let mut runs: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.len() >= 15
+                    && name.as_bytes()[8] == b'-'
+                    && name.as_bytes()[..8].iter().all(u8::is_ascii_digit)
+            })
+            .map(|e| e.path())
+            .collect();
+        runs.sort();
+        let excess = (runs.len() + 1).saturating_sub(RUNS_KEPT);
+        for old in &runs[..excess.min(runs.len())] {
+            let _ = std::fs::remove_dir_all(old);
+        }
+    }
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
