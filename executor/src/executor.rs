@@ -36,7 +36,7 @@ use core::task::{Context, Poll, Waker};
 use crate::context;
 use crate::join::JoinHandle;
 use crate::platform::Platform;
-use crate::remote::Shared;
+use crate::remote::{OwnedShared, Shared, SharedRef};
 use crate::run_queue::RunQueue;
 use crate::sync::Arc;
 use crate::task::spawn_on;
@@ -69,7 +69,7 @@ pub enum Step {
 
 /// The executor's state, at a fixed address (boxed) for the context.
 pub(crate) struct Core {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: OwnedShared,
     pub(crate) run_queue: RunQueue,
     pub(crate) timers: Rc<Timers>,
     platform: Box<dyn Platform>,
@@ -81,7 +81,7 @@ pub(crate) struct Core {
 
 /// The waker of `block_on`'s future: a flag, plus an unpark when needed.
 struct MainWaker {
-    shared: Arc<Shared>,
+    shared: SharedRef,
 }
 
 impl Wake for MainWaker {
@@ -91,7 +91,7 @@ impl Wake for MainWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         context::with_current(|core| match core {
-            Some(core) if Arc::ptr_eq(&core.shared, &self.shared) => self.shared.wake_main_local(),
+            Some(core) if core.shared.is(&self.shared) => self.shared.wake_main_local(),
             _ => self.shared.wake_main_remote(),
         })
     }
@@ -181,9 +181,9 @@ impl Executor {
     /// # }
     /// ```
     pub fn new(platform: impl Platform + 'static) -> Self {
-        let shared = Arc::new(Shared::new(platform.unparker()));
+        let shared = OwnedShared::new(Shared::new(platform.unparker()));
         let main_waker = Waker::from(Arc::new(MainWaker {
-            shared: shared.clone(),
+            shared: shared.new_ref(),
         }));
         let core = Core {
             shared,

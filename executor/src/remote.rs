@@ -51,11 +51,15 @@
 // Moves `Runnable`s through raw pointers (async-task's into_raw/from_raw).
 #![allow(unsafe_code)]
 
+use alloc::boxed::Box;
+use core::cell::Cell;
 use core::fmt;
+use core::mem::ManuallyDrop;
 use core::ptr::{self, NonNull};
 
+use crate::context;
 use crate::platform::Unpark;
-use crate::sync::{Arc, AtomicBool, AtomicPtr, AtomicU8, Ordering};
+use crate::sync::{fence, Arc, AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 /// What the executor keeps in each task's async-task header.
 ///
@@ -67,16 +71,210 @@ pub(crate) struct TaskMeta {
     /// The next task on the remote wake list (a raw `Runnable`), or null.
     /// Used only while this task's `Runnable` is on that list.
     next: AtomicPtr<()>,
-    /// The executor the task belongs to.
-    pub(crate) shared: Arc<Shared>,
+    /// The executor the task belongs to (one counted reference, usually a
+    /// credit: see [`SharedRef`]).
+    pub(crate) shared: ManuallyDrop<SharedRef>,
 }
 
 impl TaskMeta {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: SharedRef) -> Self {
         Self {
             next: AtomicPtr::new(ptr::null_mut()),
-            shared,
+            shared: ManuallyDrop::new(shared),
         }
+    }
+}
+
+impl Drop for TaskMeta {
+    fn drop(&mut self) {
+        // The task is being freed. On its executor's thread, inside its
+        // context, the reference goes back to the executor's credits (no
+        // atomic); anywhere else it is released for real.
+        let returned = context::with_current(|core| match core {
+            Some(core) if core.shared.is(&self.shared) => {
+                core.shared.return_credit();
+                true
+            }
+            _ => false,
+        });
+        if !returned {
+            // SAFETY: dropped exactly once, here, and never used again.
+            unsafe { ManuallyDrop::drop(&mut self.shared) };
+        }
+    }
+}
+
+/// How many references to `Shared` the executor takes from the atomic
+/// count at once, to hand out to new tasks without an atomic each.
+pub(crate) const SHARED_CREDIT_BATCH: usize = 1024;
+
+/// A counted reference to an executor's [`Shared`] (an `Arc` by hand).
+///
+/// Why by hand: every task holds one, and an `Arc` clone and drop per task
+/// are two atomic read-modify-writes on the spawn path. Here the executor
+/// takes references from the count in batches ([`SHARED_CREDIT_BATCH`]) and
+/// keeps the unused ones as credits ([`OwnedShared`]); a task takes a credit
+/// when spawned and gives it back when freed on the executor's thread
+/// inside its context. The atomic count is therefore always at least the
+/// number of references held (tasks, wakers, the executor and its credits),
+/// and `Shared` is freed when it reaches zero, as an `Arc` would be.
+pub(crate) struct SharedRef {
+    ptr: NonNull<Shared>,
+}
+
+// SAFETY: it is an `Arc<Shared>` in all but name, and `Shared` is Send + Sync.
+unsafe impl Send for SharedRef {}
+// SAFETY: as for Send.
+unsafe impl Sync for SharedRef {}
+
+impl SharedRef {
+    /// A new `Shared` with one reference (this one).
+    pub(crate) fn new(shared: Shared) -> Self {
+        debug_assert_eq!(shared.refs.load(Ordering::Relaxed), 1);
+        Self {
+            ptr: NonNull::from(Box::leak(Box::new(shared))),
+        }
+    }
+
+    /// Adds `n` references to the count, for the caller to hand out with
+    /// [`SharedRef::from_credit`].
+    fn acquire_credits(&self, n: usize) {
+        let old = self.refs.fetch_add(n, Ordering::Relaxed);
+        assert!(
+            old <= isize::MAX as usize,
+            "executor reference count overflow"
+        );
+    }
+
+    /// Gives `n` references back to the count (freeing `Shared` if they
+    /// were the last).
+    ///
+    /// # Safety
+    ///
+    /// The caller must own `n` references that it took with
+    /// [`acquire_credits`](SharedRef::acquire_credits) and has not handed out.
+    unsafe fn release_credits(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        // The caller also holds `self`, so this never reaches zero.
+        let old = self.refs.fetch_sub(n, Ordering::Release);
+        assert!(old > n, "executor reference count underflow");
+    }
+
+    /// A reference made from one credit (no atomic operation).
+    ///
+    /// # Safety
+    ///
+    /// The caller must own one credit of this `Shared` (see
+    /// [`acquire_credits`](SharedRef::acquire_credits)) and hand it over.
+    unsafe fn from_credit(&self) -> SharedRef {
+        SharedRef { ptr: self.ptr }
+    }
+}
+
+impl core::ops::Deref for SharedRef {
+    type Target = Shared;
+
+    #[inline]
+    fn deref(&self) -> &Shared {
+        // SAFETY: we hold a counted reference, so `Shared` is alive.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl Clone for SharedRef {
+    fn clone(&self) -> Self {
+        self.acquire_credits(1);
+        SharedRef { ptr: self.ptr }
+    }
+}
+
+impl Drop for SharedRef {
+    fn drop(&mut self) {
+        if self.refs.fetch_sub(1, Ordering::Release) == 1 {
+            // Synchronizes with every other release of a reference, so all
+            // their uses of `Shared` happen before it is freed.
+            fence(Ordering::Acquire);
+            // SAFETY: the count reached zero: this was the last reference,
+            // and `ptr` came from `Box::leak` in `SharedRef::new`.
+            drop(unsafe { Box::from_raw(self.ptr.as_ptr()) });
+        }
+    }
+}
+
+/// The executor's own reference to its `Shared`, with its credits.
+pub(crate) struct OwnedShared {
+    shared: SharedRef,
+    /// References taken from the count and not yet handed to a task.
+    credits: Cell<usize>,
+}
+
+impl OwnedShared {
+    pub(crate) fn new(shared: Shared) -> Self {
+        Self {
+            shared: SharedRef::new(shared),
+            credits: Cell::new(0),
+        }
+    }
+
+    /// A reference for a new task, from the credits.
+    #[inline]
+    pub(crate) fn task_ref(&self) -> SharedRef {
+        let mut credits = self.credits.get();
+        if credits == 0 {
+            self.shared.acquire_credits(SHARED_CREDIT_BATCH);
+            credits = SHARED_CREDIT_BATCH;
+        }
+        self.credits.set(credits - 1);
+        // SAFETY: we owned `credits` unhanded-out references (acquired just
+        // above or returned by freed tasks) and hand over one of them.
+        unsafe { self.shared.from_credit() }
+    }
+
+    /// Takes back the reference of a task freed in this executor's context.
+    #[inline]
+    fn return_credit(&self) {
+        self.credits.set(self.credits.get() + 1);
+    }
+
+    /// Whether `other` names this `Shared`.
+    #[inline]
+    pub(crate) fn is(&self, other: &SharedRef) -> bool {
+        self.shared.ptr == other.ptr
+    }
+
+    /// A counted reference (atomic), e.g. for a waker.
+    pub(crate) fn new_ref(&self) -> SharedRef {
+        self.shared.clone()
+    }
+}
+
+impl core::ops::Deref for OwnedShared {
+    type Target = Shared;
+
+    #[inline]
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Drop for OwnedShared {
+    fn drop(&mut self) {
+        // SAFETY: `credits` counts references we took and did not hand out.
+        unsafe { self.shared.release_credits(self.credits.replace(0)) };
+    }
+}
+
+impl fmt::Debug for OwnedShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.shared, f)
+    }
+}
+
+impl fmt::Debug for SharedRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
     }
 }
 
@@ -97,6 +295,8 @@ pub(crate) struct Shared {
     main_woken: AtomicBool,
     /// The platform's park breaker.
     unparker: Arc<dyn Unpark>,
+    /// References to this (see [`SharedRef`]).
+    refs: AtomicUsize,
 }
 
 // The list's entries are Runnables of futures that need not be Send; see
@@ -128,6 +328,7 @@ impl Shared {
             state: AtomicU8::new(RUNNING),
             main_woken: AtomicBool::new(false),
             unparker,
+            refs: AtomicUsize::new(1),
         }
     }
 
@@ -137,7 +338,7 @@ impl Shared {
     /// Lock-free and allocation-free: safe in interrupt context. `self`
     /// must not be borrowed from the task's own metadata: once pushed, the
     /// executor may run and free the task at any moment (the caller holds
-    /// its own `Arc<Shared>`).
+    /// its own `SharedRef`).
     pub(crate) fn push_remote(&self, runnable: Runnable) {
         let next = &runnable.metadata().next as *const AtomicPtr<()>;
         // The Runnable is not dropped or run here, only turned into its raw

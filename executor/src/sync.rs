@@ -6,7 +6,9 @@
 //! its own atomics, which loom could not see anyway.)
 
 pub(crate) use alloc::sync::Arc;
-pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
+pub(crate) use core::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering,
+};
 
 /// An `UnsafeCell` with loom's closure-style API (`with_mut`), so that a
 /// loom build can track each access.

@@ -19,7 +19,6 @@ use crate::context;
 use crate::executor::Core;
 use crate::join::JoinHandle;
 use crate::remote::{Runnable, TaskMeta};
-use crate::sync::Arc;
 
 /// A panic's payload, as `std::panic::catch_unwind` returns it.
 #[cfg(feature = "std")]
@@ -67,13 +66,11 @@ impl<F: Future> Future for Guarded<F> {
 #[inline]
 fn schedule(runnable: Runnable) {
     context::with_current(|core| match core {
-        Some(core) if Arc::ptr_eq(&core.shared, &runnable.metadata().shared) => {
-            core.run_queue.push(runnable)
-        }
+        Some(core) if core.shared.is(&runnable.metadata().shared) => core.run_queue.push(runnable),
         _ => {
             // Our own reference: once pushed, the task (and the Arc in its
             // metadata) may be freed by the executor's thread at any time.
-            let shared = runnable.metadata().shared.clone();
+            let shared = (*runnable.metadata().shared).clone();
             shared.push_remote(runnable)
         }
     })
@@ -85,7 +82,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let builder = async_task::Builder::new().metadata(TaskMeta::new(core.shared.clone()));
+    let builder = async_task::Builder::new().metadata(TaskMeta::new(core.shared.task_ref()));
     // SAFETY: spawn_unchecked's conditions:
     // - The future need not be Send, so its Runnable must be run and dropped
     //   on this thread: Runnables are only run or dropped by `Core` (tick,
