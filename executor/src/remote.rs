@@ -137,7 +137,7 @@ impl SharedRef {
     }
 
     /// Adds `n` references to the count, for the caller to hand out with
-    /// [`SharedRef::from_credit`].
+    /// [`SharedRef::spend_credit`].
     fn acquire_credits(&self, n: usize) {
         let old = self.refs.fetch_add(n, Ordering::Relaxed);
         assert!(
@@ -168,7 +168,7 @@ impl SharedRef {
     ///
     /// The caller must own one credit of this `Shared` (see
     /// [`acquire_credits`](SharedRef::acquire_credits)) and hand it over.
-    unsafe fn from_credit(&self) -> SharedRef {
+    unsafe fn spend_credit(&self) -> SharedRef {
         SharedRef { ptr: self.ptr }
     }
 }
@@ -229,7 +229,7 @@ impl OwnedShared {
         self.credits.set(credits - 1);
         // SAFETY: we owned `credits` unhanded-out references (acquired just
         // above or returned by freed tasks) and hand over one of them.
-        unsafe { self.shared.from_credit() }
+        unsafe { self.shared.spend_credit() }
     }
 
     /// Takes back the reference of a task freed in this executor's context.
