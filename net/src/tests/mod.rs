@@ -4,6 +4,7 @@
 //! is virtual (retransmission and linger timers pass instantly) and a hang
 //! is a panic (the sim's stall detector), never a stuck test.
 
+mod dhcp;
 mod tcp;
 mod udp;
 mod wakes;
