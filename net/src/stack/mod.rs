@@ -15,13 +15,13 @@
 //!    again after a full queue ([`NetDevice::register_waker`]);
 //! 2. **socket activity** — a socket operation that gives the stack work
 //!    (data written, data read so the window opens, connect, close, abort,
-//!    bind) calls [`Shared::touch`]. Touches coalesce: the first sets a
+//!    bind) calls `Shared::touch`. Touches coalesce: the first sets a
 //!    "wake requested" flag and wakes the runner; later ones see the flag
 //!    and do nothing until the runner has run and cleared it, so a burst of
 //!    socket operations costs one runner wake per executor tick;
 //! 3. **deadline** — smoltcp's `poll_at` (retransmission, delayed ACK,
 //!    keep-alive, DHCP renewal) or a closing socket's linger deadline,
-//!    through one executor [`Sleep`] that is moved, not re-created;
+//!    through one executor `Sleep` that is moved, not re-created;
 //! 4. **more work** — a run that hit its budget wakes itself and yields.
 //!
 //! # One run
@@ -31,15 +31,20 @@
 //! 2. ingress: at most [`StackConfig::frames_per_run_max`] frames, one at a
 //!    time (`poll_ingress_single`);
 //! 3. DHCP events (address, route) when DHCP is on;
-//! 4. closing sockets: reaped when closed, reset when their linger passes;
+//! 4. the FIN-stall watchdog ([`FIN_STALL_TIMEOUT`]); closing sockets
+//!    (orphans): what the peer still sends is discarded, those past their
+//!    linger are reset;
 //! 5. egress until smoltcp has nothing more to send, the device has no room,
-//!    or the same frame budget is spent;
+//!    or the same frame budget is spent; then orphans that egress finished
+//!    (FIN acknowledged, RST sent) are freed;
 //! 6. if a budget was spent: wake itself (back of the run queue) and return,
 //!    so an rx flood cannot starve the other tasks. Otherwise arm the
-//!    deadline (when the device is full, wait for its wake instead of an
-//!    immediate deadline: no spinning).
+//!    earliest deadline (smoltcp's `poll_at`, linger, watchdog). When that
+//!    deadline has already passed: rerun if this run did work; wait for the
+//!    device's wake if the device was full (no spinning); else wait
+//!    [`IDLE_RECHECK`](runner::IDLE_RECHECK).
 
-mod runner;
+pub mod runner;
 
 use alloc::rc::Rc;
 use alloc::vec;
