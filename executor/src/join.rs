@@ -104,7 +104,7 @@ impl core::error::Error for JoinError {}
 /// # Panics
 ///
 /// With `std`, a task that panics completes with
-/// [`JoinError::Panicked`]; the panic does not reach the executor or the
+/// `JoinError::Panicked`; the panic does not reach the executor or the
 /// other tasks. Without `std` there is no unwinding: a panic is the
 /// platform's panic handler's (Ringlet's kernel prints it and powers off).
 ///
@@ -148,7 +148,7 @@ impl<T> JoinHandle<T> {
     /// # Errors
     ///
     /// [`JoinError::Cancelled`] if the task had not completed;
-    /// [`JoinError::Panicked`] (`std`) if it had panicked.
+    /// `JoinError::Panicked` (`std`) if it had panicked.
     pub async fn cancel(self) -> Result<T, JoinError> {
         map_output(self.task.cancel().await)
     }
