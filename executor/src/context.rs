@@ -108,6 +108,12 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Core>) -> R) -> R {
 /// [`Instant::now`](crate::Instant::now) panic (spawning allocates, which
 /// interrupt context must not do).
 ///
+/// The wake itself neither allocates nor locks. Dropping a waker can free
+/// memory, though: if it is the last reference to a task that has finished,
+/// async-task deallocates the task there. So a handler should call
+/// `wake_by_ref` on a waker that stays registered (as below), not take the
+/// waker out and drop it.
+///
 /// # Examples
 ///
 /// ```

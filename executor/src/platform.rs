@@ -46,6 +46,7 @@ pub trait Platform {
     fn unparker(&self) -> Arc<dyn Unpark>;
 }
 
+/// A shared platform: the code that builds the executor can keep a handle.
 impl<P: Platform + ?Sized> Platform for alloc::rc::Rc<P> {
     fn now_ns(&self) -> u64 {
         (**self).now_ns()
@@ -61,6 +62,7 @@ impl<P: Platform + ?Sized> Platform for alloc::rc::Rc<P> {
     }
 }
 
+/// A shared platform: the code that builds the executor can keep a handle.
 impl<P: Platform + ?Sized> Platform for Arc<P> {
     fn now_ns(&self) -> u64 {
         (**self).now_ns()
