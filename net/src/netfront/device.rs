@@ -69,6 +69,12 @@ pub const SPARE_BUFFERS_MAX: usize = 8;
 /// bound against a backend that notifies without end).
 const ARM_ROUNDS_MAX: usize = 4;
 
+/// Responses with unknown ids one connection tolerates. Each one most
+/// likely leaves a request of ours unanswered for good (its buffer stuck);
+/// past this bound the link goes down and the supervisor reconnects, which
+/// gets every buffer back.
+pub const UNKNOWN_IDS_PER_CONNECTION_MAX: u32 = 64;
+
 /// The tx ring as netfront uses it: each request holds its granted page.
 pub type TxRing = FrontRing<NetifTx, GrantedPage>;
 /// The rx ring as netfront uses it: each request holds its granted page.
@@ -97,6 +103,9 @@ pub enum DownReason {
     Notify(NotifyError),
     /// A reconnect is in progress.
     Reconnecting,
+    /// The backend answered more than [`UNKNOWN_IDS_PER_CONNECTION_MAX`]
+    /// responses with unknown ids.
+    UnknownIds,
     /// The supervisor gave up reconnecting (or is not running any more).
     Gone,
 }
@@ -108,6 +117,10 @@ impl fmt::Display for DownReason {
             DownReason::RingBroken(r, e) => write!(f, "{r:?} ring broken: {e}"),
             DownReason::Notify(e) => write!(f, "{e}"),
             DownReason::Reconnecting => f.write_str("reconnecting"),
+            DownReason::UnknownIds => write!(
+                f,
+                "over {UNKNOWN_IDS_PER_CONNECTION_MAX} responses with unknown ids"
+            ),
             DownReason::Gone => f.write_str("backend gone"),
         }
     }
@@ -189,6 +202,8 @@ pub(crate) struct Conn {
     assembler: RxAssembler,
     /// `transmit` said None since the last freed slot: wake on tx responses.
     tx_blocked: bool,
+    /// Responses with unknown ids on either ring.
+    unknown_ids: u32,
 }
 
 impl fmt::Debug for Conn {
@@ -221,6 +236,7 @@ impl Conn {
             negotiated,
             assembler: RxAssembler::new(negotiated.sg),
             tx_blocked: false,
+            unknown_ids: 0,
         }
     }
 }
@@ -381,13 +397,17 @@ impl State {
                     }
                     freed = true;
                 }
-                Err(RingError::UnknownId(_)) => self.stats.tx_malformed += 1,
+                Err(RingError::UnknownId(_)) => {
+                    self.stats.tx_malformed += 1;
+                    conn.unknown_ids += 1;
+                }
                 Err(e) => {
                     broken = Some(e);
                     break;
                 }
             }
         }
+        let too_many = conn.unknown_ids > UNKNOWN_IDS_PER_CONNECTION_MAX;
         if freed && conn.tx_blocked {
             conn.tx_blocked = false;
             if let Some(w) = &self.runner {
@@ -396,6 +416,8 @@ impl State {
         }
         if let Some(e) = broken {
             self.fail(DownReason::RingBroken(Ring::Tx, e));
+        } else if too_many {
+            self.fail(DownReason::UnknownIds);
         }
     }
 
@@ -455,19 +477,30 @@ impl State {
     }
 
     /// Takes rx responses until a frame is complete (at most one ring's
-    /// worth per call), then refills. Returns the frame's buffer.
+    /// worth per call). Returns the frame's buffer.
+    ///
+    /// The ring is refilled only once it is drained: an id is posted again
+    /// only after every response the backend had published was read, so a
+    /// duplicated response (a broken backend) can never be taken for the
+    /// answer to the buffer posted again under its id; it meets an id that
+    /// is not outstanding and is dropped.
     fn next_frame(&mut self, guest: &Guest, config: &NetfrontConfig) -> Option<Vec<u8>> {
         self.up()?;
         let mut frame = None;
         let mut broken = None;
+        let mut drained = false;
         {
             let conn = self.conn.as_mut().expect("up() checked");
             for _ in 0..RX_RING_SIZE {
                 let r = match conn.rx.take_response() {
-                    Ok(None) => break,
+                    Ok(None) => {
+                        drained = true;
+                        break;
+                    }
                     Ok(Some(r)) => r,
                     Err(RingError::UnknownId(_)) => {
                         self.stats.rx_malformed += 1;
+                        conn.unknown_ids += 1;
                         continue;
                     }
                     Err(e) => {
@@ -502,6 +535,12 @@ impl State {
                         self.stats.rx_malformed += 1;
                     }
                     RxStep::Frame => {
+                        if conn.assembler.frame_slots() > 1 {
+                            self.stats.rx_chains += 1;
+                        }
+                        if conn.assembler.csum_filled() {
+                            self.stats.rx_csum_filled += 1;
+                        }
                         let spare = self.spare.pop().unwrap_or_default();
                         let f = conn.assembler.take_frame(spare);
                         self.stats.rx_frames += 1;
@@ -516,7 +555,17 @@ impl State {
             self.fail(DownReason::RingBroken(Ring::Rx, e));
             return None;
         }
-        self.refill(guest, config);
+        if self
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.unknown_ids > UNKNOWN_IDS_PER_CONNECTION_MAX)
+        {
+            self.fail(DownReason::UnknownIds);
+            return frame;
+        }
+        if drained {
+            self.refill(guest, config);
+        }
         frame
     }
 
@@ -585,7 +634,6 @@ impl State {
             return false;
         }
         self.reap_tx(config);
-        self.refill(guest, config);
         let Some(conn) = self.up() else {
             return true;
         };
@@ -602,6 +650,15 @@ impl State {
         }
         let rx_work = conn.rx.final_check();
         let tx_work = conn.tx_blocked && (conn.tx.final_check() || self.can_transmit(config));
+        let short = conn.rx.in_flight() < config.rx_buffers;
+        if !rx_work && short {
+            // Drained (the final check found nothing): safe to post again
+            // buffers an earlier refill could not (see `next_frame`).
+            self.refill(guest, config);
+            if self.down.is_some() {
+                return true;
+            }
+        }
         rx_work || tx_work
     }
 

@@ -144,6 +144,7 @@ pub struct RxAssembler {
     frame: Vec<u8>,
     slots: usize,
     csum_blank: bool,
+    csum_filled: bool,
     state: State,
     sg: bool,
 }
@@ -156,6 +157,7 @@ impl RxAssembler {
             frame: Vec::with_capacity(FRAME_LEN_MAX),
             slots: 0,
             csum_blank: false,
+            csum_filled: false,
             state: State::Idle,
             sg,
         }
@@ -164,6 +166,18 @@ impl RxAssembler {
     /// Whether a chain is in progress (being built or discarded).
     pub fn in_chain(&self) -> bool {
         self.state != State::Idle
+    }
+
+    /// Slots the last complete frame spanned (valid after
+    /// [`RxStep::Frame`]).
+    pub fn frame_slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Whether the last complete frame's blank checksum was filled (valid
+    /// after [`RxStep::Frame`]).
+    pub fn csum_filled(&self) -> bool {
+        self.csum_filled
     }
 
     /// The last complete frame (valid after [`RxStep::Frame`], until the
@@ -221,6 +235,7 @@ impl RxAssembler {
             self.frame.clear();
             self.slots = 0;
             self.csum_blank = false;
+            self.csum_filled = false;
         }
         if self.state == State::Discarding {
             // 6, 7: the rest of a chain already dropped and counted.
@@ -250,8 +265,11 @@ impl RxAssembler {
         if self.frame.len() < FRAME_LEN_MIN {
             return RxStep::Dropped(RxDrop::Malformed(RxMalformed::Runt(self.frame.len())));
         }
-        if self.csum_blank && !fill_checksum(&mut self.frame) {
-            return RxStep::Dropped(RxDrop::Malformed(RxMalformed::CsumBlank));
+        if self.csum_blank {
+            if !fill_checksum(&mut self.frame) {
+                return RxStep::Dropped(RxDrop::Malformed(RxMalformed::CsumBlank));
+            }
+            self.csum_filled = true;
         }
         RxStep::Frame
     }
@@ -372,6 +390,8 @@ mod test {
             RxStep::Partial
         );
         assert_eq!(feed(&mut a, rsp(4000, 96, 0), 3), RxStep::Frame);
+        assert_eq!(a.frame_slots(), 3);
+        assert!(!a.csum_filled());
         let mut want = page_bytes(0, 700, 1);
         want.extend(page_bytes(100, 500, 2));
         want.extend(page_bytes(4000, 96, 3));
@@ -581,6 +601,7 @@ mod test {
             dst.copy_from_slice(&blank)
         });
         assert_eq!(step, RxStep::Frame);
+        assert!(a.csum_filled());
         assert_eq!(a.frame(), good);
         // Not IP: cannot be filled.
         let mut arp = good.clone();
