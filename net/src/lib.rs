@@ -15,6 +15,8 @@ pub mod netfront;
 #[cfg(feature = "sim")]
 pub mod sim_netback;
 pub mod stack;
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub mod tap;
 pub mod tcp;
 pub mod udp;
 

@@ -4,7 +4,9 @@
 //! [`StackConfig::udp_packets_max`](crate::StackConfig::udp_packets_max)
 //! datagrams per direction in buffers of `udp_rx_buffer_bytes` and
 //! `udp_tx_buffer_bytes`; datagrams that arrive to a full queue are dropped
-//! (UDP's contract). A send waits for room in the transmit queue.
+//! (UDP's contract). A send waits for room in the transmit queue; datagrams
+//! still queued when the socket is dropped are sent first (its port stays
+//! taken until then, at most `close_linger`).
 
 use core::fmt;
 use core::future::poll_fn;
@@ -135,8 +137,12 @@ impl UdpSocket {
 impl Drop for UdpSocket {
     fn drop(&mut self) {
         let mut core = self.stack.shared.core();
-        // Datagrams still queued for sending are dropped with the socket.
-        core.remove(self.handle);
+        if core.udp(self.handle).send_queue() == 0 {
+            core.remove(self.handle);
+        } else {
+            // Datagrams still queued go out first (within the linger time).
+            core.orphan_udp(self.handle);
+        }
     }
 }
 

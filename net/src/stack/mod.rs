@@ -119,6 +119,9 @@ pub(crate) struct Core {
     user_sockets: usize,
     /// Dropped streams still delivering their data and FIN.
     orphans: Vec<Orphan>,
+    /// Dropped UDP sockets still sending their queued datagrams, with the
+    /// time they are dropped regardless.
+    udp_orphans: Vec<(SocketHandle, smoltcp::time::Instant)>,
     /// Tasks waiting for a socket to be freed (an empty backlog).
     free_waiters: Vec<Waker>,
     /// Tasks waiting for an IPv4 address.
@@ -220,6 +223,7 @@ impl Stack {
             sockets: SocketSet::new(vec![]),
             user_sockets: 0,
             orphans: Vec::new(),
+            udp_orphans: Vec::new(),
             fin_watch: Vec::new(),
             free_waiters: Vec::new(),
             up_waiters: Vec::new(),
@@ -409,6 +413,13 @@ impl Core {
         });
     }
 
+    /// Hands a UDP socket whose owner is gone to the runner: it is removed
+    /// once its queued datagrams are sent, or after the linger time.
+    pub(crate) fn orphan_udp(&mut self, handle: SocketHandle) {
+        let deadline = self.iface_now() + to_smol_duration(self.config.close_linger);
+        self.udp_orphans.push((handle, deadline));
+    }
+
     fn iface_now(&mut self) -> smoltcp::time::Instant {
         ringlet_executor::Instant::try_now()
             .map(to_smol)
@@ -542,14 +553,26 @@ impl Core {
         self.set_ipv4(ip);
     }
 
-    /// Step 4 of a run: reap closed orphans, reset those past their linger.
+    /// Step 4 of a run: reap closed orphans, reset those past their linger;
+    /// free dropped UDP sockets whose queue is sent (or past their linger).
     /// Returns the earliest orphan deadline still pending.
     pub(crate) fn poll_orphans(
         &mut self,
         now: smoltcp::time::Instant,
     ) -> Option<smoltcp::time::Instant> {
-        let mut i = 0;
         let mut next: Option<smoltcp::time::Instant> = None;
+        let mut i = 0;
+        while i < self.udp_orphans.len() {
+            let (handle, deadline) = self.udp_orphans[i];
+            if self.udp(handle).send_queue() == 0 || now >= deadline {
+                self.udp_orphans.swap_remove(i);
+                self.remove(handle);
+                continue;
+            }
+            next = Some(next.map_or(deadline, |n| n.min(deadline)));
+            i += 1;
+        }
+        let mut i = 0;
         while i < self.orphans.len() {
             let o = self.orphans[i];
             let sock = self.tcp(o.handle);

@@ -93,3 +93,29 @@ fn bind_errors_and_pool() {
         assert_eq!(a.sockets_in_use(), 2);
     });
 }
+
+#[test]
+fn datagrams_queued_at_drop_are_still_sent() {
+    let (_sim, ex) = world(23);
+    let (a, b) = pair(&ex, CableConfig::default(), cfg(A), cfg(B));
+    ex.block_on(async {
+        let sa = UdpSocket::bind(&a, 5000).unwrap();
+        {
+            let sb = UdpSocket::bind(&b, 6000).unwrap();
+            for i in 0..4u8 {
+                sb.send_to(&[i; 10], (A, 5000)).await.unwrap();
+            }
+            // Dropped before the runner has sent anything.
+        }
+        assert_eq!(b.sockets_in_use(), 1, "kept until its queue is sent");
+        let mut buf = [0; 16];
+        for i in 0..4u8 {
+            let (n, _) = timeout(Duration::from_secs(1), sa.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(&buf[..n], &[i; 10]);
+        }
+        assert_eq!(b.sockets_in_use(), 0, "freed once sent");
+    });
+}
