@@ -157,6 +157,7 @@ async fn link_up(nf: &mut Netfront, limit: Duration) -> bool {
 /// Sends `to_send` frames to `peer` and receives frames from it until
 /// `expect` arrived, or nothing happened for `quiet`. Checks every frame
 /// against the one the peer built for its sequence number.
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     nf: &mut Netfront,
     me: Mac,
