@@ -43,7 +43,9 @@ mod imp {
 #[cfg(not(any(feature = "std", test)))]
 mod imp {
     use super::Core;
-    use crate::sync::{AtomicPtr, Ordering};
+    // Not through the `sync` seam: a static needs a const constructor, and
+    // this is no cross-thread protocol to model (one CPU).
+    use core::sync::atomic::{AtomicPtr, Ordering};
 
     // One CPU runs executors (see the module doc), so Relaxed is enough: an
     // interrupt handler that swaps it restores it before returning.

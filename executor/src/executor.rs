@@ -355,7 +355,7 @@ impl Executor {
         &*self.core.platform
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn core_for_tests(&self) -> &Core {
         &self.core
     }

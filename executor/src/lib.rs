@@ -20,7 +20,7 @@ mod task;
 pub mod time;
 mod timer;
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;
 
 pub use crate::context::interrupt_context;

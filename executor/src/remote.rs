@@ -38,9 +38,10 @@
 //! 4. As 2, from NOTIFIED.
 //!
 //! No wake is lost: the waker's push and the executor's PARKED store are
-//! each followed by a SeqCst load of the other side's location (a Dekker
-//! pair), so either the executor's re-check sees the entry, or the waker sees
-//! PARKED and unparks; an `unpark` that lands before `park` ends that park at
+//! each followed by a SeqCst fence and then a load of the other side's
+//! location (a Dekker pair; the fences, not only SeqCst accesses, make it
+//! hold in the C++ model and in loom's), so either the executor's re-check
+//! sees the entry, or the waker sees PARKED and unparks; an `unpark` that lands before `park` ends that park at
 //! once (the `Unpark` contract). A waker whose push found the list non-empty
 //! needs no check: the entry below it has not been taken yet, and the
 //! executor takes both before it can park again. The tests
@@ -365,6 +366,8 @@ impl Shared {
 
     /// Transition 3: unpark a parked executor, once.
     fn notify(&self) {
+        // Pairs with the fence in `prepare_park` (see the module doc).
+        fence(Ordering::SeqCst);
         if self.state.load(Ordering::SeqCst) == PARKED
             && self
                 .state
@@ -437,6 +440,8 @@ impl Shared {
     /// `with_main`: whether a woken main future counts as work.
     pub(crate) fn prepare_park(&self, with_main: bool) -> bool {
         self.state.store(PARKED, Ordering::SeqCst);
+        // Pairs with the fence in `notify` (see the module doc).
+        fence(Ordering::SeqCst);
         let work = !self.head.load(Ordering::SeqCst).is_null()
             || (with_main && self.main_woken.load(Ordering::SeqCst));
         if work {
@@ -451,7 +456,7 @@ impl Shared {
         self.state.store(RUNNING, Ordering::Relaxed);
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn state_name(&self) -> &'static str {
         match self.state.load(Ordering::SeqCst) {
             RUNNING => "RUNNING",
@@ -459,5 +464,99 @@ impl Shared {
             NOTIFIED => "NOTIFIED",
             _ => "?",
         }
+    }
+}
+
+/// Model checks of the park handshake (`--cfg loom`): under every
+/// interleaving loom explores, an executor that decides to park has been
+/// unparked by the wake that raced with it (transitions 1 and 3), and a
+/// burst of wakes unparks once.
+#[cfg(all(test, loom))]
+mod loom_test {
+    use super::*;
+    use alloc::sync::Arc as StdArc;
+    use loom::sync::atomic::AtomicUsize as LoomUsize;
+
+    struct CountingUnpark(LoomUsize);
+
+    impl Unpark for CountingUnpark {
+        fn unpark(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn unparker() -> StdArc<CountingUnpark> {
+        StdArc::new(CountingUnpark(LoomUsize::new(0)))
+    }
+
+    fn runnable(shared: &OwnedShared) -> Runnable {
+        let (runnable, task) = async_task::Builder::new()
+            .metadata(TaskMeta::new(shared.task_ref()))
+            .spawn(|_| async {}, |_| {});
+        task.detach();
+        runnable
+    }
+
+    #[test]
+    fn a_main_wake_racing_with_park_is_never_lost() {
+        loom::model(|| {
+            let unpark = unparker();
+            let shared = StdArc::new(Shared::new(unpark.clone()));
+            let waker = {
+                let shared = shared.clone();
+                loom::thread::spawn(move || shared.wake_main_remote())
+            };
+            let parks = shared.prepare_park(true);
+            waker.join().unwrap();
+            if parks {
+                assert_eq!(unpark.0.load(Ordering::SeqCst), 1, "lost wake");
+            } else {
+                assert!(shared.main_pending());
+            }
+        });
+    }
+
+    #[test]
+    fn a_remote_push_racing_with_park_is_never_lost() {
+        loom::model(|| {
+            let unpark = unparker();
+            let shared = OwnedShared::new(Shared::new(unpark.clone()));
+            let r = runnable(&shared);
+            let waker = {
+                let shared = shared.new_ref();
+                loom::thread::spawn(move || shared.push_remote(r))
+            };
+            let parks = shared.prepare_park(false);
+            waker.join().unwrap();
+            if parks {
+                assert_eq!(unpark.0.load(Ordering::SeqCst), 1, "lost wake");
+            } else {
+                assert!(shared.has_remote());
+            }
+            let mut taken = alloc::vec::Vec::new();
+            assert_eq!(shared.take_remote(|r| taken.push(r)), 1);
+        });
+    }
+
+    #[test]
+    fn two_wakes_of_a_parked_executor_unpark_once() {
+        loom::model(|| {
+            let unpark = unparker();
+            let shared = OwnedShared::new(Shared::new(unpark.clone()));
+            assert!(shared.prepare_park(false));
+            let threads: alloc::vec::Vec<_> = (0..2)
+                .map(|_| {
+                    let r = runnable(&shared);
+                    let shared = shared.new_ref();
+                    loom::thread::spawn(move || shared.push_remote(r))
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(unpark.0.load(Ordering::SeqCst), 1);
+            let mut taken = alloc::vec::Vec::new();
+            assert_eq!(shared.take_remote(|r| taken.push(r)), 2);
+        });
     }
 }
