@@ -9,6 +9,9 @@
 
 use std::path::Path;
 
+#[path = "scenarios/storage.rs"]
+mod storage;
+
 /// How a scenario's guest image is made.
 #[derive(Debug, Clone, Copy)]
 pub enum Guest {
@@ -75,6 +78,16 @@ pub const SCENARIOS: &[Scenario] = &[
         check: include_str!("scenarios/hello.sh"),
         timeout_s: 120,
         prepare: None,
+        default: true,
+    },
+    Scenario {
+        name: "storage",
+        about: "apps/blkcheck: SHA-256 of every file of a tar vbd, pattern written/flushed/read on a second vbd, checked by dom0",
+        guest: Guest::App("ringlet-blkcheck"),
+        config: include_str!("scenarios/storage.cfg"),
+        check: include_str!("scenarios/storage.sh"),
+        timeout_s: 150,
+        prepare: Some(storage::prepare),
         default: true,
     },
 ];
