@@ -164,6 +164,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("executor") => executor_suite(&args[1..]),
         Some("storage") => ringlet_bench::storage::storage_suite(&args[1..]),
+        Some("net") => ringlet_bench::net::net_suite(&args[1..]),
         Some("-h") | Some("--help") | Some("help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
