@@ -588,3 +588,64 @@ fn a_stalled_fin_is_reset_after_all_data() {
     assert_eq!(end, Err(ReadError::Reset));
     assert_eq!(b.stats().fin_stall_resets, 1);
 }
+
+#[test]
+fn stalled_readers_do_not_block_a_normal_one() {
+    // Ten clients connect and never read; the server's writes to them time
+    // out while an eleventh client is served in full, promptly.
+    const STALLED: usize = 10;
+    let (_sim, ex) = world(16);
+    let (a, b) = pair(
+        &ex,
+        CableConfig::default(),
+        cfg(A)
+            .tcp_buffer_bytes(8192, 8192)
+            .close_linger(Duration::from_secs(2)),
+        cfg(B).tcp_buffer_bytes(8192, 8192),
+    );
+    let body = pattern(16, 256 * 1024);
+    ex.block_on(async {
+        let timeouts = alloc::rc::Rc::new(core::cell::Cell::new(0));
+        let mut l = TcpListener::bind(&a, 80, STALLED + 2).unwrap();
+        let t = timeouts.clone();
+        let body2 = body.clone();
+        spawn(async move {
+            loop {
+                let (mut c, _) = l.accept().await;
+                let (body, t) = (body2.clone(), t.clone());
+                spawn(async move {
+                    c.set_write_timeout(Some(Duration::from_secs(1)));
+                    match c.write_all(&body).await {
+                        Ok(()) => {
+                            let _ = c.close().await;
+                        }
+                        Err(WriteError::TimedOut) => {
+                            t.set(t.get() + 1);
+                            c.abort();
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                })
+                .detach();
+            }
+        })
+        .detach();
+        let stalled: Vec<TcpStream> = connect_many(&b, STALLED)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let t0 = Instant::now();
+        let mut c = TcpStream::connect(&b, (A, 80)).await.unwrap();
+        let got = read_to_end(&mut c).await.unwrap();
+        let took = Instant::now() - t0;
+        assert!(got == body);
+        assert!(
+            took < Duration::from_millis(500),
+            "the normal client waited {took:?}"
+        );
+        sleep(Duration::from_secs(2)).await;
+        assert_eq!(timeouts.get(), STALLED, "every stalled write timed out");
+        drop(stalled);
+    });
+}
