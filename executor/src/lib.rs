@@ -1,4 +1,9 @@
-#![doc = include_str!("../README.md")]
+// The README's example needs `std` (it runs on `StdPlatform`).
+#![cfg_attr(feature = "std", doc = include_str!("../README.md"))]
+#![cfg_attr(
+    not(feature = "std"),
+    doc = "Ringlet's single-threaded async executor; see README.md (its example needs the `std` feature)."
+)]
 #![no_std]
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
