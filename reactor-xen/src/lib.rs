@@ -12,18 +12,18 @@ extern crate alloc;
 extern crate std;
 
 pub mod abi;
-pub mod hypervisor;
-#[allow(unsafe_code)]
-pub mod pvh;
-pub mod xenstore;
 pub mod console;
 pub mod evtchn;
 pub mod grant;
 pub mod guest;
+pub mod hypervisor;
 pub mod page;
 pub mod platform;
+#[allow(unsafe_code)]
+pub mod pvh;
 pub mod ring;
 #[cfg(feature = "sim")]
 pub mod sim;
 #[cfg(test)]
 mod testing;
+pub mod xenstore;

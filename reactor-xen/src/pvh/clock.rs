@@ -195,7 +195,7 @@ mod test {
         // 2^40 ticks at ~1 ns each.
         assert_eq!(
             s.ns_at(1 << 40),
-            ((1u128 << 40) * u128::from(u32::MAX) >> 32) as u64
+            (((1u128 << 40) * u128::from(u32::MAX)) >> 32) as u64
         );
     }
 
