@@ -13,7 +13,8 @@
 //!        only now the grant is ended and the page goes back to the pool
 //! rx: 4. refill: pool pages granted writable, rx requests pushed (with
 //!        notify: feature-rx-notify), up to NetfrontConfig::rx_buffers
-//!     5. receive(): next response copied out once; its grant ended; the
+//!     5. receive(): (only while a reply could be sent: tx room, else rx
+//!        waits for it) next response copied out once; its grant ended; the
 //!        response judged (rx::RxAssembler) before a byte of the page is
 //!        read; the fragment copied once into the frame buffer; the page
 //!        back to the pool and the ring refilled
@@ -171,8 +172,13 @@ pub struct NetfrontStats {
     pub tx_malformed: u64,
     /// `transmit` calls refused because the ring or the page pool was full.
     pub tx_full: u64,
-    /// Frames given to a tx token but not sent (no room, oversized, down).
+    /// Frames given to a tx token but not sent (oversized, or the link went
+    /// down).
     pub tx_dropped: u64,
+    /// `receive` calls that left a frame in the ring because a reply could
+    /// not have been sent (tx ring or pool full): rx waits for tx room
+    /// rather than drop the reply.
+    pub rx_held: u64,
     /// Pages whose grant the backend still used when netfront ended it
     /// (deferred by the grant table, never reused while in use).
     pub grants_busy: u64,
@@ -648,8 +654,11 @@ impl State {
         if !registered {
             return true;
         }
-        let rx_work = conn.rx.final_check();
-        let tx_work = conn.tx_blocked && (conn.tx.final_check() || self.can_transmit(config));
+        let tx_room = self.can_transmit(config);
+        // Rx work counts only with tx room (`receive` holds rx without it;
+        // the tx wake covers that case).
+        let rx_work = conn.rx.final_check() && tx_room;
+        let tx_work = conn.tx_blocked && (conn.tx.final_check() || tx_room);
         let short = conn.rx.in_flight() < config.rx_buffers;
         if !rx_work && short {
             // Drained (the final check found nothing): safe to post again
@@ -926,8 +935,7 @@ impl Drop for RxToken<'_> {
 }
 
 /// Room for one frame to send ([`Netfront::transmit`], or with a received
-/// frame). A token from `receive` may find no room; its frame is then
-/// dropped and counted (`tx_dropped`).
+/// frame: `receive` gives a frame only when a reply can be sent).
 pub struct TxToken<'a> {
     inner: &'a Inner,
 }
@@ -969,6 +977,16 @@ impl Device for Netfront {
         let frame = {
             let mut st = inner.state.borrow_mut();
             st.reap_tx(&inner.config);
+            if st.up().is_some() && !st.can_transmit(&inner.config) {
+                // The tx token that comes with a frame must be able to send
+                // (an ACK, a SYN-ACK): hold rx until tx has room (the runner
+                // is woken then) instead of dropping the reply.
+                st.stats.rx_held += 1;
+                if let Some(c) = st.conn.as_mut() {
+                    c.tx_blocked = true;
+                }
+                return None;
+            }
             st.next_frame(&inner.guest, &inner.config)?
         };
         Some((
