@@ -11,7 +11,8 @@
  *
  * Serves the regular files directly inside DOCROOT as /NAME (GET and HEAD).
  * HTTP/1.1 keeps the connection open unless the request says
- * `Connection: close`; HTTP/1.0 closes unless it says `keep-alive`.
+ * `Connection: close`; HTTP/1.0 closes unless it says `keep-alive` (and is
+ * then answered with `Connection: keep-alive`, as ab -k expects).
  * Pipelined requests are answered in order. Prints
  * `epoll-httpd: listening on port N, M files` once ready (N is the real
  * port when PORT is 0); -q prints nothing else.
@@ -66,9 +67,12 @@ struct file {
     char name[NAME_BYTES_MAX + 1];
     char *data;
     size_t len;
-    /* Heads for keep-alive and for close, built once. */
+    /* Heads for keep-alive (HTTP/1.1, and HTTP/1.0 which must be told),
+     * and for close, built once. */
     char head_keep[256];
     size_t head_keep_len;
+    char head_keep10[256];
+    size_t head_keep10_len;
     char head_close[256];
     size_t head_close_len;
 };
@@ -109,6 +113,8 @@ static const char ANSWER_400[] = "HTTP/1.1 400 Bad Request\r\nServer: epoll-http
                                  "Content-Length: 0\r\nConnection: close\r\n\r\n";
 static const char ANSWER_404_KEEP[] = "HTTP/1.1 404 Not Found\r\nServer: epoll-httpd\r\n"
                                       "Content-Length: 0\r\n\r\n";
+static const char ANSWER_404_KEEP10[] = "HTTP/1.1 404 Not Found\r\nServer: epoll-httpd\r\n"
+                                        "Content-Length: 0\r\nConnection: keep-alive\r\n\r\n";
 static const char ANSWER_404_CLOSE[] = "HTTP/1.1 404 Not Found\r\nServer: epoll-httpd\r\n"
                                        "Content-Length: 0\r\nConnection: close\r\n\r\n";
 static const char ANSWER_405[] = "HTTP/1.1 405 Method Not Allowed\r\nServer: epoll-httpd\r\n"
@@ -190,6 +196,11 @@ static void load_file(const char *dir, const char *name)
                                         "HTTP/1.1 200 OK\r\nServer: epoll-httpd\r\n"
                                         "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n",
                                         type, f->len);
+    f->head_keep10_len = (size_t)snprintf(f->head_keep10, sizeof f->head_keep10,
+                                          "HTTP/1.1 200 OK\r\nServer: epoll-httpd\r\n"
+                                          "Content-Type: %s\r\nContent-Length: %zu\r\n"
+                                          "Connection: keep-alive\r\n\r\n",
+                                          type, f->len);
     f->head_close_len = (size_t)snprintf(f->head_close, sizeof f->head_close,
                                          "HTTP/1.1 200 OK\r\nServer: epoll-httpd\r\n"
                                          "Content-Type: %s\r\nContent-Length: %zu\r\n"
@@ -367,14 +378,23 @@ static void handle_request(struct conn *c, const char *req, size_t len)
     }
     const struct file *f = find_file(target + 1, path_len - 1);
     if (!f) {
-        if (keep_alive)
+        if (keep_alive && http10)
+            enqueue_fixed(c, ANSWER_404_KEEP10, sizeof ANSWER_404_KEEP10 - 1, 0);
+        else if (keep_alive)
             enqueue_fixed(c, ANSWER_404_KEEP, sizeof ANSWER_404_KEEP - 1, 0);
         else
             enqueue_fixed(c, ANSWER_404_CLOSE, sizeof ANSWER_404_CLOSE - 1, 1);
         return;
     }
-    const char *head = keep_alive ? f->head_keep : f->head_close;
-    size_t head_len = keep_alive ? f->head_keep_len : f->head_close_len;
+    const char *head = f->head_close;
+    size_t head_len = f->head_close_len;
+    if (keep_alive && http10) {
+        head = f->head_keep10;
+        head_len = f->head_keep10_len;
+    } else if (keep_alive) {
+        head = f->head_keep;
+        head_len = f->head_keep_len;
+    }
     enqueue(c, head, head_len, f->data, head_only ? 0 : f->len, !keep_alive);
 }
 

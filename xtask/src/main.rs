@@ -4,6 +4,7 @@
 //! Every subcommand installs what it needs on a Debian 12 machine (apt
 //! packages when run as root; rustup targets come from rust-toolchain.toml).
 
+mod benchxen;
 mod deps;
 mod e2e;
 mod test;
@@ -15,7 +16,7 @@ usage: cargo xtask <command>
 
 commands:
   test               fmt check, clippy, every workspace test, then the real-Xen suite
-  bench <suite>      run a benchmark suite (executor)
+  bench <suite>      run a benchmark suite (executor; xen: Ringlet httpd vs Linux domUs)
   e2e [scenario ...] the real-Xen suite (Xen inside QEMU, or xl on a Xen host)
   build <app>        build an appliance for x86_64-unknown-none, print its path and size
   help               this text
@@ -51,6 +52,9 @@ pub type Error = String;
 
 fn bench(args: &[String]) -> Result<(), Error> {
     let suite = args.first().ok_or("usage: cargo xtask bench <suite>")?;
+    if suite == "xen" {
+        return benchxen::command(&args[1..]);
+    }
     let status = std::process::Command::new(cargo())
         .args(["run", "--release", "-p", "ringlet-bench", "--", suite])
         .args(&args[1..])

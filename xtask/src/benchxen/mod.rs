@@ -1,0 +1,588 @@
+//! `cargo xtask bench xen`: the Ringlet httpd domU against a Linux PVH domU
+//! running nginx and one running bench/epoll-httpd, side by side on one Xen
+//! (inside QEMU here, or the machine's own with xl).
+//!
+//! The run is one e2e run (xtask/src/e2e/): one Xen boot, one scenario per
+//! guest (`bench-ringlet`, `bench-nginx`, `bench-epoll`), each the same dom0
+//! script (`bench.sh`) with the guest's settings in `bench.env`. In dom0,
+//! per guest and one guest at a time, with 1 vCPU and the same memory:
+//! 1. `xl create` → first HTTP 200 (polled only after `xl create` returns),
+//!    the site checked byte for byte;
+//! 2. wrk (`bench.lua`) on each file (13 B, 4 KiB, 64 KiB, 1 MiB) in each
+//!    mode (keep-alive with 1, 16, 64 connections; 16 connections pipelined
+//!    16 deep; churn with `Connection: close`), with Xen's CPU accounting of
+//!    the guest and dom0 around each run (`bench-dom0.c`); ab cross-checks
+//!    two of them;
+//! 3. more measured boots, then the smallest `memory=` that still serves
+//!    the site under load, by bisection.
+//!
+//! The figures come back as `RINGLET-FIGURE` lines; [`results`] turns them
+//! into the table (printed, and as Markdown), target/bench/xen.json, and
+//! [`chart`] into target/bench/xen.png. docs/benchmarks.md, section "Xen",
+//! tells the method for people.
+
+pub mod chart;
+pub mod linux;
+pub mod results;
+pub mod site;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::e2e::{self, Guest, Mode, Options, Scenario};
+use crate::{deps, root, Error};
+use linux::Server;
+use results::{Kind, Run, MODES};
+
+const CHECK: &str = include_str!("bench.sh");
+const LUA: &str = include_str!("bench.lua");
+const LINUX_CFG: &str = include_str!("linux.cfg");
+const RINGLET_CFG: &str = include_str!("ringlet.cfg");
+const DOM0_TOOL: &str = "xtask/src/benchxen/bench-dom0.c";
+/// The Ringlet httpd appliance's package.
+const RINGLET_PACKAGE: &str = "ringlet-httpd";
+/// The guests' address (the Ringlet httpd's command line form), gateway
+/// and MAC; dom0 is 10.0.0.1 on the bridge.
+const GUEST_IP: &str = "10.0.0.2";
+const GUEST_CIDR: &str = "10.0.0.2/24";
+const GATEWAY: &str = "10.0.0.1";
+const GUEST_MAC: &str = "00:16:3e:00:00:02";
+/// Memory of every guest for the boots and the load runs, and the top of
+/// the bisection, MB.
+const MEMORY_MB: u32 = 256;
+/// Host packages: the dom0 tool (gcc, libxen-dev), the Linux guests
+/// (cpio, gzip, dpkg-deb comes with dpkg), the chart's font.
+const HOST_PACKAGES: &[&str] = &[
+    "gcc",
+    "libc6-dev",
+    "libxen-dev",
+    "cpio",
+    "gzip",
+    "tar",
+    "fonts-dejavu-core",
+];
+
+const USAGE: &str = "\
+usage: cargo xtask bench xen [--quick] [--only GUEST,...] [--qemu | --xl] [--verbose] [--out DIR]
+
+Boots Xen once and measures the Ringlet httpd, nginx and epoll-httpd domUs
+one after the other: load from dom0 with wrk (and ab), CPU per request from
+Xen's accounting, xl create -> first 200, image size, smallest memory.
+  --quick     1 s runs, one boot, a shorter bisection, no ab (checks it works)
+  --only L    guests to run: ringlet, nginx, epoll (comma-separated)
+  --qemu      Xen inside QEMU even on a Xen host; --xl the machine's own xl
+  --verbose   echo the whole console
+  --out DIR   where xen.json, xen.md and xen.png go (default target/bench)
+";
+
+/// How much a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Seconds per load run.
+    pub duration_s: u32,
+    /// Measured boots per guest.
+    pub boots: u32,
+    /// Bound on the bisection's boots.
+    pub bisect_steps: u32,
+    /// Seconds of load each bisection step must serve.
+    pub load_check_s: u32,
+    /// Cross-check with ab.
+    pub ab: bool,
+    /// Bound on the first boot, seconds.
+    pub boot_timeout_s: u32,
+}
+
+impl Settings {
+    /// The full run (about 15-20 minutes under emulation).
+    pub const FULL: Settings = Settings {
+        duration_s: 3,
+        boots: 3,
+        bisect_steps: 8,
+        load_check_s: 2,
+        ab: true,
+        boot_timeout_s: 120,
+    };
+    /// `--quick`: proves everything works.
+    pub const QUICK: Settings = Settings {
+        duration_s: 1,
+        boots: 1,
+        bisect_steps: 3,
+        load_check_s: 1,
+        ab: false,
+        boot_timeout_s: 120,
+    };
+
+    /// A bound on one guest's scenario, seconds: the boots, 20 load runs
+    /// with their overhead, ab, and the bisection's boots with their
+    /// timeouts.
+    fn scenario_timeout_s(&self) -> u32 {
+        let loads = 20 * (self.duration_s + 8)
+            + if self.ab {
+                2 * (self.duration_s + 40)
+            } else {
+                0
+            };
+        let boots = self.boots * self.boot_timeout_s;
+        let bisection = self.bisect_steps * (self.boot_timeout_s + 3 * self.load_check_s + 60);
+        120 + loads + boots + bisection
+    }
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+fn settings() -> Settings {
+    *SETTINGS.get_or_init(|| Settings::FULL)
+}
+
+/// `cargo xtask bench xen ...`.
+pub fn command(args: &[String]) -> Result<(), Error> {
+    let mut quick = false;
+    let mut only: Option<Vec<Kind>> = None;
+    let mut options = Options {
+        mode: Mode::Auto,
+        verbose: false,
+    };
+    let mut out_dir = root().join("target/bench");
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--qemu" => options.mode = Mode::Qemu,
+            "--xl" => options.mode = Mode::Xl,
+            "--verbose" | "-v" => options.verbose = true,
+            "--only" => {
+                let list = it.next().ok_or("--only needs a list")?;
+                let kinds = list
+                    .split(',')
+                    .map(|n| Kind::parse(n).ok_or_else(|| format!("no guest {n:?}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                only = Some(kinds);
+            }
+            "--out" => out_dir = PathBuf::from(it.next().ok_or("--out needs a directory")?),
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    let chosen = SETTINGS.get_or_init(|| {
+        if quick {
+            Settings::QUICK
+        } else {
+            Settings::FULL
+        }
+    });
+    let settings = *chosen;
+    deps::apt(HOST_PACKAGES)?;
+
+    let mut kinds = only.unwrap_or_else(|| Kind::ALL.to_vec());
+    kinds.sort();
+    kinds.dedup();
+    let mut notes = Vec::new();
+    if kinds.contains(&Kind::Ringlet) && !ringlet_available() {
+        notes.push(format!(
+            "ringlet: not run: no {RINGLET_PACKAGE} binary in the workspace yet (apps/httpd)"
+        ));
+        kinds.retain(|k| *k != Kind::Ringlet);
+    }
+    if kinds.is_empty() {
+        return Err(notes.join("\n"));
+    }
+    // The Linux guests are built before the run, so a failure says so here
+    // rather than as a scenario failure.
+    if kinds.iter().any(|k| *k != Kind::Ringlet) {
+        linux::kit()?;
+    }
+    let scenarios: Vec<&'static Scenario> = kinds
+        .iter()
+        .map(|k| &*Box::leak(Box::new(scenario(*k, &settings))))
+        .collect();
+    println!(
+        "bench xen: {} on one Xen boot; {} s per load run, {} boot(s), memory {MEMORY_MB} MB, 1 vCPU",
+        kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
+        settings.duration_s,
+        settings.boots,
+    );
+    let summary = e2e::run(&scenarios, options);
+
+    let mut guests = Vec::new();
+    for kind in &kinds {
+        let outcome = summary
+            .results
+            .iter()
+            .find(|(n, _)| *n == kind.scenario())
+            .map(|(_, o)| o);
+        let mut g = results::Guest::from_figures(*kind, outcome, &summary.figures);
+        g.image = image_parts(*kind, &summary.figures);
+        guests.push(g);
+    }
+    let mode = if summary
+        .figures
+        .iter()
+        .any(|f| f.name == "run.qemu_boot_to_exit_s")
+    {
+        "Xen inside QEMU (TCG, no KVM)"
+    } else {
+        "the machine's own Xen (xl)"
+    };
+    let run = Run {
+        guests,
+        context: context(mode, &settings, &summary.run_dir),
+    };
+
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    let header: String = run
+        .context
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\n"))
+        .collect();
+    println!("\n{header}");
+    print!("{}", run.text());
+    for n in &notes {
+        println!("{n}");
+    }
+    let json = out_dir.join("xen.json");
+    std::fs::write(&json, run.json()).map_err(|e| format!("{}: {e}", json.display()))?;
+    let md = out_dir.join("xen.md");
+    let md_text = format!(
+        "{}\n{}",
+        run.context
+            .iter()
+            .map(|(k, v)| format!("- {k}: {v}\n"))
+            .collect::<String>(),
+        run.markdown()
+    );
+    std::fs::write(&md, md_text).map_err(|e| format!("{}: {e}", md.display()))?;
+    let png = out_dir.join("xen.png");
+    let subtitle = run
+        .context
+        .iter()
+        .filter(|(k, _)| k == "machine" || k == "date" || k == "run")
+        .map(|(_, v)| v.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    match chart::draw(&run, &png, &subtitle) {
+        Ok(()) => println!("chart: {}", png.display()),
+        Err(e) => println!("no chart: {e}"),
+    }
+    println!("json: {}\nmarkdown: {}", json.display(), md.display());
+    println!("logs: {}", summary.run_dir.display());
+    let failed: Vec<&str> = run
+        .guests
+        .iter()
+        .filter(|g| g.failure.is_some())
+        .map(|g| g.kind.name())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "bench xen: the {} guest(s) did not finish (partial figures above)",
+            failed.join(", ")
+        ))
+    }
+}
+
+/// Whether the workspace has the Ringlet httpd appliance to build.
+fn ringlet_available() -> bool {
+    let manifest = root().join("apps/httpd/Cargo.toml");
+    let members = std::fs::read_to_string(root().join("Cargo.toml")).unwrap_or_default();
+    manifest.is_file() && members.contains("\"apps/httpd\"")
+}
+
+fn scenario(kind: Kind, settings: &Settings) -> Scenario {
+    let (guest, config, prepare): (Guest, &'static str, e2e::scenario::Prepare) = match kind {
+        Kind::Ringlet => (Guest::App(RINGLET_PACKAGE), RINGLET_CFG, prepare_ringlet),
+        Kind::Nginx => (Guest::Build(linux_kernel), LINUX_CFG, prepare_nginx),
+        Kind::Epoll => (Guest::Build(linux_kernel), LINUX_CFG, prepare_epoll),
+    };
+    Scenario {
+        name: kind.scenario(),
+        about: "bench xen",
+        guest,
+        config,
+        check: CHECK,
+        timeout_s: settings.scenario_timeout_s(),
+        prepare: Some(prepare),
+        default: false,
+    }
+}
+
+fn linux_kernel(_scratch: &Path) -> Result<PathBuf, Error> {
+    Ok(linux::kit()?.vmlinuz.clone())
+}
+
+fn prepare_ringlet(scratch: &Path) -> Result<Vec<(String, u32, Vec<u8>)>, Error> {
+    prepare(Kind::Ringlet, scratch)
+}
+
+fn prepare_nginx(scratch: &Path) -> Result<Vec<(String, u32, Vec<u8>)>, Error> {
+    prepare(Kind::Nginx, scratch)
+}
+
+fn prepare_epoll(scratch: &Path) -> Result<Vec<(String, u32, Vec<u8>)>, Error> {
+    prepare(Kind::Epoll, scratch)
+}
+
+/// The files next to a guest in dom0: bench.env, the site (disk image and
+/// copies to compare with), the wrk script, the dom0 tool, the initramfs.
+fn prepare(kind: Kind, scratch: &Path) -> Result<Vec<(String, u32, Vec<u8>)>, Error> {
+    let s = settings();
+    let mut files = vec![
+        (
+            "bench.env".to_string(),
+            0o644,
+            bench_env(kind, &s).into_bytes(),
+        ),
+        ("bench.lua".to_string(), 0o644, LUA.as_bytes().to_vec()),
+        ("bench-dom0".to_string(), 0o755, dom0_tool(scratch)?),
+        (
+            "disk.img".to_string(),
+            0o644,
+            site::image().map_err(|e| e.to_string())?,
+        ),
+    ];
+    for f in &site::FILES {
+        files.push((format!("site-{}", f.name), 0o644, site::content(f)));
+    }
+    let server = match kind {
+        Kind::Ringlet => None,
+        Kind::Nginx => Some(Server::Nginx),
+        Kind::Epoll => Some(Server::Epoll),
+    };
+    if let Some(server) = server {
+        let initrd = linux::kit()?.initrd(server);
+        let bytes = std::fs::read(initrd).map_err(|e| format!("{}: {e}", initrd.display()))?;
+        files.push(("initrd.gz".to_string(), 0o644, bytes));
+    }
+    Ok(files)
+}
+
+/// The guest's settings for bench.sh, as sh assignments.
+fn bench_env(kind: Kind, s: &Settings) -> String {
+    let extra = match kind {
+        Kind::Ringlet => format!("ip={GUEST_CIDR} gw={GATEWAY}"),
+        Kind::Nginx => format!("server=nginx ip={GUEST_CIDR} gw={GATEWAY}"),
+        Kind::Epoll => format!("server=epoll ip={GUEST_CIDR} gw={GATEWAY}"),
+    };
+    let files: Vec<String> = site::FILES
+        .iter()
+        .map(|f| format!("{}:{}", f.name, f.key))
+        .collect();
+    let vars = [
+        ("BENCH_KIND", kind.name().to_string()),
+        ("BENCH_EXTRA", extra),
+        ("BENCH_IP", GUEST_IP.to_string()),
+        ("BENCH_PORT", "80".to_string()),
+        ("BENCH_MAC", GUEST_MAC.to_string()),
+        ("BENCH_MEMORY_MB", MEMORY_MB.to_string()),
+        ("BENCH_FILES", files.join(" ")),
+        ("BENCH_MODES", MODES.join(" ")),
+        ("BENCH_DURATION_S", s.duration_s.to_string()),
+        ("BENCH_BOOTS", s.boots.to_string()),
+        ("BENCH_AB", u8::from(s.ab).to_string()),
+        ("BENCH_BISECT_STEPS", s.bisect_steps.to_string()),
+        ("BENCH_BOOT_TIMEOUT_S", s.boot_timeout_s.to_string()),
+        ("BENCH_LOAD_CHECK_S", s.load_check_s.to_string()),
+    ];
+    vars.iter()
+        .map(|(k, v)| format!("{k}='{}'\n", v.replace('\'', "'\\''")))
+        .collect()
+}
+
+/// The dom0 tool, compiled once per process against libxenctrl.
+fn dom0_tool(scratch: &Path) -> Result<Vec<u8>, Error> {
+    static TOOL: OnceLock<Result<Vec<u8>, Error>> = OnceLock::new();
+    TOOL.get_or_init(|| {
+        let out = scratch.join("bench-dom0");
+        let output = Command::new("gcc")
+            .args(["-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+            .arg(&out)
+            .arg(root().join(DOM0_TOOL))
+            .arg("-lxenctrl")
+            .output()
+            .map_err(|e| format!("cannot run gcc: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "gcc {DOM0_TOOL} failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))
+    })
+    .clone()
+}
+
+/// What each guest boots from, with sizes: the staged (stripped) ELF of
+/// the appliance; Debian's bzImage and the initramfs for Linux.
+fn image_parts(kind: Kind, figures: &[e2e::Figure]) -> Vec<(String, u64)> {
+    match kind {
+        Kind::Ringlet => figures
+            .iter()
+            .find(|f| f.name == format!("{}.image_bytes", kind.scenario()))
+            .map(|f| vec![("ELF".to_string(), f.value as u64)])
+            .unwrap_or_default(),
+        Kind::Nginx | Kind::Epoll => {
+            let Ok(kit) = linux::kit() else {
+                return Vec::new();
+            };
+            let server = if kind == Kind::Nginx {
+                Server::Nginx
+            } else {
+                Server::Epoll
+            };
+            let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            vec![
+                ("bzImage".to_string(), size(&kit.vmlinuz)),
+                ("initramfs".to_string(), size(kit.initrd(server))),
+            ]
+        }
+    }
+}
+
+/// The run's context for the table header and the JSON.
+fn context(mode: &str, s: &Settings, run_dir: &Path) -> Vec<(String, String)> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            let kb: f64 = t.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb / 1024.0 / 1024.0)
+        })
+        .unwrap_or(0.0);
+    let qemu = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.replace("QEMU emulator version ", "QEMU "))
+        })
+        .unwrap_or_default();
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(root())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let mut linux = String::new();
+    if let Ok(kit) = linux::kit() {
+        for l in kit.versions.lines() {
+            let mut w = l.split_whitespace();
+            if let (Some(p), Some(v)) = (w.next(), w.next()) {
+                if p.starts_with("linux-image") || p == "nginx" {
+                    linux.push_str(&format!("{p} {v}, "));
+                }
+            }
+        }
+    }
+    vec![
+        (
+            "machine".into(),
+            format!("{cpu}, {cores} cores, {mem_gib:.0} GiB"),
+        ),
+        (
+            "run".into(),
+            format!(
+                "{mode}{}",
+                if qemu.is_empty() || mode.contains("xl") {
+                    String::new()
+                } else {
+                    format!(", {qemu}")
+                }
+            ),
+        ),
+        ("date".into(), date),
+        ("commit".into(), commit),
+        (
+            "guests".into(),
+            format!(
+                "1 vCPU, {MEMORY_MB} MB each, one after the other; {}Debian 12",
+                linux
+            ),
+        ),
+        (
+            "load".into(),
+            format!(
+                "wrk -t1 from dom0 (1 vCPU), {} s per run{}",
+                s.duration_s,
+                if s.ab { ", ab cross-check" } else { "" }
+            ),
+        ),
+        ("logs".into(), run_dir.display().to_string()),
+    ]
+}
+
+#[cfg(test)]
+mod epoll_test;
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn env_quotes_and_names_every_setting() {
+        let env = bench_env(Kind::Nginx, &Settings::FULL);
+        for var in [
+            "BENCH_KIND='nginx'",
+            "BENCH_EXTRA='server=nginx ip=10.0.0.2/24 gw=10.0.0.1'",
+            "BENCH_FILES='hello.txt:13b 4k.bin:4k 64k.bin:64k 1m.bin:1m'",
+            "BENCH_MODES='ka1 ka16 ka64 pipe16 close16'",
+        ] {
+            assert!(env.contains(var), "{var} not in {env}");
+        }
+        // bench.sh reads every variable bench.env sets, and no other.
+        for line in env.lines() {
+            let name = line.split('=').next().unwrap();
+            assert!(
+                CHECK.contains(&format!("${name}")) || CHECK.contains(&format!("${{{name}")),
+                "bench.sh never reads {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn configs_keep_the_e2e_rules() {
+        for cfg in [LINUX_CFG, RINGLET_CFG] {
+            for needle in [
+                "type = \"pvh\"",
+                "tsc_mode = \"native\"",
+                "name = \"@NAME@\"",
+                "kernel = \"@KERNEL@\"",
+                "on_crash = \"preserve\"",
+                "memory = @MEMORY@",
+                "vcpus = 1",
+                "mac=@MAC@",
+                "target=@DIR@/disk.img",
+            ] {
+                assert!(cfg.contains(needle), "no {needle}");
+            }
+        }
+    }
+
+    #[test]
+    fn timeouts_cover_the_work() {
+        // A full scenario must fit its bound with room for slow boots.
+        let full = Settings::FULL.scenario_timeout_s();
+        assert!(full > 20 * 3 + 3 * 120 + 8 * 120, "{full}");
+        assert!(Settings::QUICK.scenario_timeout_s() < full);
+    }
+}
