@@ -146,7 +146,16 @@ struct Orphan {
     /// When it is reset if still not closed (and, once reset, removed).
     deadline: smoltcp::time::Instant,
     reset: bool,
+    /// When it was first seen in TIME-WAIT.
+    time_wait_since: Option<smoltcp::time::Instant>,
 }
+
+/// How long a closing socket stays after it reached TIME-WAIT before it is
+/// freed: longer than smoltcp's delayed ACK (10 ms), so the ACK of the
+/// peer's FIN goes out first. The stack keeps no real TIME-WAIT (which
+/// would hold pool slots for seconds); a final ACK that is lost makes the
+/// peer's retransmitted FIN meet a reset.
+pub const TIME_WAIT_REAP_DELAY: core::time::Duration = core::time::Duration::from_millis(50);
 
 /// A socket with our FIN queued, watched for a stalled FIN.
 #[derive(Debug, Clone, Copy)]
@@ -410,6 +419,7 @@ impl Core {
             handle,
             deadline,
             reset,
+            time_wait_since: None,
         });
     }
 
@@ -559,6 +569,7 @@ impl Core {
     pub(crate) fn poll_orphans(
         &mut self,
         now: smoltcp::time::Instant,
+        egress_done: bool,
     ) -> Option<smoltcp::time::Instant> {
         let mut next: Option<smoltcp::time::Instant> = None;
         let mut i = 0;
@@ -575,7 +586,7 @@ impl Core {
         let mut i = 0;
         while i < self.orphans.len() {
             let o = self.orphans[i];
-            let sock = self.tcp(o.handle);
+            let sock = self.sockets.get_mut::<tcp::Socket>(o.handle);
             // Drain what the peer still sends: nobody will read it, and a
             // full window would stall the close (a lingering close).
             while let Ok(n) = sock.recv(|b| (b.len(), b.len())) {
@@ -586,7 +597,18 @@ impl Core {
             let rst_pending =
                 sock.state() == tcp::State::Closed && sock.remote_endpoint().is_some();
             let done = match sock.state() {
-                tcp::State::TimeWait => true,
+                // The ACK of the peer's FIN may still be waiting (delayed
+                // ACK, or an egress cut short by its budget): free the
+                // socket only once that ACK had its time and an egress ran
+                // to the end.
+                tcp::State::TimeWait => {
+                    let since = *self.orphans[i].time_wait_since.get_or_insert(now);
+                    let ripe = since + to_smol_duration(TIME_WAIT_REAP_DELAY);
+                    if now < ripe {
+                        next = Some(next.map_or(ripe, |n| n.min(ripe)));
+                    }
+                    egress_done && now >= ripe
+                }
                 tcp::State::Closed => !rst_pending || (o.reset && now >= o.deadline),
                 _ => false,
             };

@@ -101,7 +101,7 @@ impl<D: NetDevice> Runner<D> {
             // Steps 3 and 4 (and the FIN-stall watchdog).
             core.poll_dhcp();
             let fin_deadline = core.poll_fin_watch(snow);
-            core.poll_orphans(snow);
+            core.poll_orphans(snow, false);
             // Step 5: egress.
             let mut tx_more = false;
             loop {
@@ -119,7 +119,8 @@ impl<D: NetDevice> Runner<D> {
                 }
             }
             // Reap what the egress finished (an RST sent, a close done).
-            let orphan_deadline = core.poll_orphans(snow);
+            let egress_done = !tx_more && !dev.tx_blocked;
+            let orphan_deadline = core.poll_orphans(snow, egress_done);
             let outcome = RunOutcome {
                 rx: dev.rx,
                 tx: dev.tx,

@@ -289,7 +289,8 @@ fn freed_sockets_refill_the_backlog() {
         closing.shutdown().await.unwrap();
         drop(closing);
         drop(clients); // the clients close too; their FINs finish the close
-        sleep(Duration::from_millis(10)).await;
+                       // The server's socket is freed once out of TIME-WAIT's short delay.
+        sleep(crate::stack::TIME_WAIT_REAP_DELAY * 2).await;
         let late = TcpStream::connect(&b, (A, 80)).await.unwrap();
         let (_listener, c) = waiter.await.unwrap();
         assert_eq!(c.peer_addr(), late.local_addr());
@@ -647,5 +648,87 @@ fn stalled_readers_do_not_block_a_normal_one() {
         sleep(Duration::from_secs(2)).await;
         assert_eq!(timeouts.get(), STALLED, "every stalled write timed out");
         drop(stalled);
+    });
+}
+
+#[test]
+fn clients_dropped_in_time_wait_still_ack_the_servers_fin() {
+    // Each client reads the echo to EOF and drops its stream at once: its
+    // socket is an orphan in TIME-WAIT that must still ACK the server's
+    // data and FIN before it is freed, or the server's close sees a reset.
+    const CONNS: usize = 50;
+    let (_sim, ex) = world(17);
+    let (a, b) = pair(
+        &ex,
+        CableConfig::default(),
+        // A small budget: egress is often cut short (fails without the
+        // TIME-WAIT reap delay: 26 of 50 closes reset).
+        cfg(A)
+            .sockets_max(CONNS + 4)
+            .tcp_buffer_bytes(8192, 8192)
+            .frames_per_run_max(4),
+        cfg(B)
+            .sockets_max(CONNS + 4)
+            .tcp_buffer_bytes(8192, 8192)
+            .frames_per_run_max(4),
+    );
+    ex.block_on(async {
+        let mut l = TcpListener::bind(&a, 7, CONNS).unwrap();
+        let server = spawn(async move {
+            let mut echoes = Vec::new();
+            for _ in 0..CONNS {
+                let (mut c, _) = l.accept().await;
+                echoes.push(spawn(async move {
+                    let mut buf = vec![0; 4096];
+                    loop {
+                        let n = c.read(&mut buf).await?;
+                        if n == 0 {
+                            break;
+                        }
+                        c.write_all(&buf[..n]).await.map_err(|_| ReadError::Reset)?;
+                    }
+                    c.close().await.map_err(|_| ReadError::Reset)
+                }));
+            }
+            let mut results = Vec::new();
+            for e in echoes {
+                results.push(e.await.unwrap());
+            }
+            results
+        });
+        let clients: Vec<_> = (0..CONNS)
+            .map(|i| {
+                let b = b.clone();
+                spawn(async move {
+                    let c = TcpStream::connect(&b, (A, 7)).await.unwrap();
+                    let msg = pattern(100 + i as u64, 20_000);
+                    let (mut r, mut w) = c.split();
+                    let writer = spawn(async move {
+                        w.write_all(&msg).await.unwrap();
+                        w.shutdown().await.unwrap();
+                        msg
+                    });
+                    let mut got = Vec::new();
+                    let mut buf = vec![0; 2048];
+                    loop {
+                        match r.read(&mut buf).await.unwrap() {
+                            0 => break,
+                            n => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let msg = writer.await.unwrap();
+                    assert!(got == msg, "connection {i}: echo differs");
+                    // r and the writer's half are dropped here, in TIME-WAIT.
+                })
+            })
+            .collect();
+        for c in clients {
+            c.await.unwrap();
+        }
+        let results = server.await.unwrap();
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        assert_eq!(failed, 0, "server closes that saw a reset");
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!(b.sockets_in_use(), 0, "client orphans freed");
     });
 }
