@@ -11,6 +11,18 @@ use crate::{cargo, deps, root};
 /// Debian packages the test steps need (C headers for the ABI layout tests).
 const PACKAGES: &[&str] = &["libxen-dev", "gcc"];
 
+/// The bare-metal target appliances are built for.
+const KERNEL_TARGET: &str = "x86_64-unknown-none";
+
+/// The crates that build for [`KERNEL_TARGET`] (no_std libraries and apps).
+const KERNEL_CRATES: &[&str] = &[
+    "ringlet-executor",
+    "ringlet-xen",
+    "ringlet-storage",
+    "ringlet",
+    "ringlet-hello",
+];
+
 /// Tallies of a whole run.
 #[derive(Debug, Default)]
 struct Tally {
@@ -49,6 +61,17 @@ pub fn run(_args: &[String]) -> Result<(), crate::Error> {
     ]));
     println!("check clippy: {}", verdict(clippy));
     tally.record("clippy", clippy);
+
+    // The kernel side (PVH boot, hypercalls) compiles only for the bare-metal
+    // target: lint it there too.
+    let mut args = vec!["clippy", "--target", KERNEL_TARGET];
+    for krate in KERNEL_CRATES {
+        args.extend(["-p", krate]);
+    }
+    args.extend(["--", "-D", "warnings"]);
+    let clippy_kernel = step(cargo_cmd(&args));
+    println!("check clippy ({KERNEL_TARGET}): {}", verdict(clippy_kernel));
+    tally.record("clippy (kernel target)", clippy_kernel);
 
     cargo_tests(&mut tally, &["test", "--workspace", "--all-features"]);
 
