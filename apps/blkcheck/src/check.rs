@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 use alloc::vec;
+use alloc::vec::Vec;
 use core::fmt;
 
 use futures::future::try_join_all;
@@ -16,36 +17,57 @@ use sha2::{Digest, Sha256};
 
 use crate::pattern;
 
-/// The SHA-256 of `entry`'s bytes, read through `buf` (its length is the
-/// read size).
+/// The SHA-256 of `entry`'s bytes, read in rounds of up to `bufs.len()`
+/// concurrent reads of one buffer each (a buffer's length is its read
+/// size), hashed in order.
 ///
 /// # Errors
 ///
-/// [`TarReadError`] from the store; a file that ends early (a read of 0
-/// bytes before its size) is [`TarReadError::Read`] with a short-read
+/// [`TarReadError`] from the store; a file that ends early (a round that
+/// reads 0 bytes before its size) is [`TarReadError::Read`] with
 /// [`ReadError::Io`].
 ///
 /// # Panics
 ///
-/// If `buf` is empty.
+/// If `bufs` is empty or a buffer is empty.
 pub async fn sha256_file<D: BlockDevice>(
     store: &TarStore<D>,
     entry: Entry<'_>,
-    buf: &mut [u8],
+    bufs: &mut [Vec<u8>],
 ) -> Result<[u8; 32], TarReadError> {
-    assert!(!buf.is_empty());
+    assert!(!bufs.is_empty() && bufs.iter().all(|b| !b.is_empty()));
     if !entry.is_file() {
         return Err(TarReadError::NotAFile);
     }
+    let size = entry.size();
     let mut hasher = Sha256::new();
     let mut offset = 0;
-    while offset < entry.size() {
-        let n = store.read_at(entry, offset, buf).await?;
-        if n == 0 {
+    while offset < size {
+        let mut at = offset;
+        let reads = bufs.iter_mut().map(|buf| {
+            let start = at;
+            at = at.saturating_add(buf.len() as u64);
+            async move {
+                if start >= size {
+                    return Ok((buf, 0));
+                }
+                let n = store.read_at(entry, start, buf).await?;
+                Ok::<_, TarReadError>((buf, n))
+            }
+        });
+        let mut round = 0;
+        for (buf, n) in try_join_all(reads).await? {
+            hasher.update(&buf[..n]);
+            round += n as u64;
+            if n < buf.len() {
+                // The file's end: later buffers of the round read nothing.
+                break;
+            }
+        }
+        if round == 0 {
             return Err(TarReadError::Read(ReadError::Io));
         }
-        hasher.update(&buf[..n]);
-        offset += n as u64;
+        offset += round;
     }
     Ok(hasher.finalize().into())
 }
@@ -100,7 +122,10 @@ impl fmt::Display for PlanError {
         match self {
             PlanError::NotSectors => f.write_str("pattern range is not whole non-empty sectors"),
             PlanError::TooLarge { device_bytes } => {
-                write!(f, "pattern range reaches past the disk's {device_bytes} bytes")
+                write!(
+                    f,
+                    "pattern range reaches past the disk's {device_bytes} bytes"
+                )
             }
             PlanError::ReadOnly => f.write_str("the scratch disk is read-only"),
         }
@@ -240,7 +265,6 @@ pub async fn verify_pattern<D: BlockDevice>(dev: &D, plan: &Plan) -> Result<(), 
 mod test {
     use super::*;
     use alloc::string::String;
-    use alloc::vec::Vec;
     use futures::executor::block_on;
     use ringlet_storage::{Fault, FaultKind, FaultOn, MemDevice};
 
@@ -275,16 +299,19 @@ mod test {
             let mut seen = 0;
             for (path, data) in &files {
                 let e = store.lookup(path).unwrap();
-                // A read size that is not a multiple of the sector size.
-                let mut buf = vec![0u8; 10_000];
-                let got = sha256_file(&store, e, &mut buf).await.unwrap();
-                assert_eq!(got, sha(data), "{path}");
+                // Read sizes that are not a multiple of the sector size,
+                // one at a time and three at once.
+                for bufs in [1, 3] {
+                    let mut bufs = vec![vec![0u8; 10_000]; bufs];
+                    let got = sha256_file(&store, e, &mut bufs).await.unwrap();
+                    assert_eq!(got, sha(data), "{path}");
+                }
                 seen += 1;
             }
             assert_eq!(seen, 3);
             let dir = store.lookup("a/b").unwrap();
             assert_eq!(
-                sha256_file(&store, dir, &mut [0u8; 512]).await,
+                sha256_file(&store, dir, &mut [vec![0u8; 512]]).await,
                 Err(TarReadError::NotAFile)
             );
         });

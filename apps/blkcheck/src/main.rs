@@ -12,7 +12,9 @@
 //! 3. on xvdb writes the pattern of [`pattern`] over `bytes` bytes from
 //!    byte `offset` with [`DEPTH`] requests in flight, flushes, reads it
 //!    back with as many in flight and compares, then logs
-//!    `blkcheck: scratch ...` with the figures;
+//!    `blkcheck: scratch ...` with the figures; then reads the start of
+//!    the range again one 4 KiB request at a time and logs
+//!    `blkcheck: depth 1: ...` (a request's round trip);
 //! 4. fails if the console dropped any line, else logs `blkcheck: done`
 //!    and returns (the runtime powers off). Any error returns `Err` (the
 //!    domain crashes with `main failed: <error>` on its console).
@@ -62,6 +64,13 @@ const CHUNK_BYTES: usize = 64 * 1024;
 const DEPTH: usize = 32;
 /// Bytes per read when hashing a file.
 const HASH_READ_BYTES: usize = 128 * 1024;
+/// Reads in flight when hashing a file (rounds of this many).
+const HASH_DEPTH: usize = 8;
+/// Depth-1 reads of [`PROBE_READ_BYTES`] that measure a request's round
+/// trip through the backend.
+const PROBE_READS: u64 = 64;
+/// See [`PROBE_READS`].
+const PROBE_READ_BYTES: usize = 4096;
 /// Longest path printed on a sha256 line (the console cuts lines at 256
 /// bytes; a cut line would be a silent mismatch).
 const PATH_PRINT_BYTES_MAX: usize = 160;
@@ -108,7 +117,10 @@ impl fmt::Display for BlkcheckError {
             BlkcheckError::TarOpen(e) => write!(f, "xvda: {e}"),
             BlkcheckError::TarRead(path, e) => write!(f, "xvda: {path}: {e}"),
             BlkcheckError::PathTooLong(n) => {
-                write!(f, "a path of {n} bytes (at most {PATH_PRINT_BYTES_MAX} print)")
+                write!(
+                    f,
+                    "a path of {n} bytes (at most {PATH_PRINT_BYTES_MAX} print)"
+                )
             }
             BlkcheckError::NoFiles => f.write_str("xvda: the archive holds no file"),
             BlkcheckError::BadArgument(k) => write!(f, "command line: {k}= is not a number"),
@@ -223,7 +235,7 @@ async fn main(env: ringlet::Env) -> Result<(), BlkcheckError> {
         .await
         .map_err(BlkcheckError::TarOpen)?;
     let opened = start.elapsed();
-    let mut buf = vec![0u8; HASH_READ_BYTES];
+    let mut bufs = vec![vec![0u8; HASH_READ_BYTES]; HASH_DEPTH];
     let mut pacer = Pacer { since_pause: 0 };
     let (mut files, mut bytes) = (0u64, 0u64);
     for entry in store.entries().filter(|e| e.is_file()) {
@@ -231,7 +243,7 @@ async fn main(env: ringlet::Env) -> Result<(), BlkcheckError> {
         if path.len() > PATH_PRINT_BYTES_MAX {
             return Err(BlkcheckError::PathTooLong(path.len()));
         }
-        let digest = check::sha256_file(&store, entry, &mut buf)
+        let digest = check::sha256_file(&store, entry, &mut bufs)
             .await
             .map_err(|e| BlkcheckError::TarRead(path.into(), e))?;
         log::info!("blkcheck: sha256 {} {path}", check::hex(&digest));
@@ -268,6 +280,18 @@ async fn main(env: ringlet::Env) -> Result<(), BlkcheckError> {
         .map_err(BlkcheckError::Verify)?;
     let read = start.elapsed();
     let after = scratch.stats();
+    // One request at a time: the round trip through the backend.
+    let probe = Plan {
+        bytes: (PROBE_READS * PROBE_READ_BYTES as u64).min(plan.bytes),
+        chunk_bytes: PROBE_READ_BYTES,
+        depth: 1,
+        ..plan
+    };
+    let start = Instant::now();
+    check::verify_pattern(&*scratch, &probe)
+        .await
+        .map_err(BlkcheckError::Verify)?;
+    let probed = start.elapsed();
     log::info!(
         "blkcheck: scratch offset {} bytes {} seed {}: write {} ms ({} MiB/s), flush {} ms, \
          read {} ms ({} MiB/s), depth {}, max in flight {}, requests {} ({} indirect)",
@@ -289,6 +313,13 @@ async fn main(env: ringlet::Env) -> Result<(), BlkcheckError> {
         after.max_in_flight,
         after.requests - before.requests,
         after.indirect_requests - before.indirect_requests
+    );
+    let reads = probe.bytes.div_ceil(PROBE_READ_BYTES as u64);
+    log::info!(
+        "blkcheck: depth 1: {reads} reads of {} bytes in {} ms, {} us each",
+        PROBE_READ_BYTES,
+        probed.as_millis(),
+        probed.as_micros() / u128::from(reads.max(1))
     );
 
     // 4. Nothing lost on the way to dom0.

@@ -65,10 +65,7 @@ mod test {
         // The first outputs of the reference splitmix64 generator seeded
         // with 0 (state advances by the gamma before each mix).
         assert_eq!(splitmix64(0), 0xE220_A839_7B1D_CDAF);
-        assert_eq!(
-            splitmix64(0x9E37_79B9_7F4A_7C15),
-            0x6E78_9E6A_A1B9_65F4
-        );
+        assert_eq!(splitmix64(0x9E37_79B9_7F4A_7C15), 0x6E78_9E6A_A1B9_65F4);
         // The values the dom0 checker's self-test expects.
         assert_eq!(word(0, 0), 0xE220_A839_7B1D_CDAF);
         assert_eq!(word(1, 5), splitmix64((1 << 32) + 5));

@@ -35,7 +35,9 @@ const FILES: &[(&str, usize, u32)] = &[
 ];
 
 fn contents(len: usize, seed: u32) -> Vec<u8> {
-    (0..len as u32).map(|i| ((i * 31 + seed) % 251) as u8).collect()
+    (0..len as u32)
+        .map(|i| ((i * 31 + seed) % 251) as u8)
+        .collect()
 }
 
 fn image() -> Vec<u8> {

@@ -34,7 +34,9 @@ fn every_file_hashed_and_the_pattern_read_back() {
         .collect();
     assert_eq!(sha.len(), 6, "{text}");
     // Files of src/sim_dom0.rs: byte i is (i * 31 + seed) % 251.
-    let data: Vec<u8> = (0..100_000u32).map(|i| ((i * 31 + 1) % 251) as u8).collect();
+    let data: Vec<u8> = (0..100_000u32)
+        .map(|i| ((i * 31 + 1) % 251) as u8)
+        .collect();
     for (path, digest) in [
         ("hello.txt", hex(b"hello\n")),
         ("empty", hex(b"")),

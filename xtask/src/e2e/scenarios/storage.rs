@@ -61,12 +61,9 @@ fn tree() -> Vec<(String, usize)> {
 
 /// Deterministic bytes for a file: an xorshift stream seeded by its path.
 fn contents(path: &str, len: usize) -> Vec<u8> {
-    let mut x = path
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        })
-        | 1;
+    let mut x = path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    }) | 1;
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -142,7 +139,11 @@ pub fn prepare(scratch: &Path) -> Result<Vec<(String, u32, Vec<u8>)>, Error> {
 
     Ok(vec![
         ("image.tar".into(), 0o644, tar_bytes),
-        ("scratch.img".into(), 0o644, vec![SCRATCH_FILL; SCRATCH_BYTES]),
+        (
+            "scratch.img".into(),
+            0o644,
+            vec![SCRATCH_FILL; SCRATCH_BYTES],
+        ),
         ("storage-pattern".into(), 0o755, checker_bytes),
     ])
 }

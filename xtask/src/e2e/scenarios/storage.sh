@@ -37,8 +37,11 @@ summary=$(grep -m 1 'blkcheck: files ' "$E2E_OUT/console") \
     || e2e_fail "no 'blkcheck: files' line"
 scratch=$(grep -m 1 'blkcheck: scratch ' "$E2E_OUT/console") \
     || e2e_fail "no 'blkcheck: scratch' line"
+probe=$(grep -m 1 'blkcheck: depth 1: ' "$E2E_OUT/console") \
+    || e2e_fail "no 'blkcheck: depth 1' line"
 e2e_log "${summary#*blkcheck: }"
 e2e_log "${scratch#*blkcheck: }"
+e2e_log "${probe#*blkcheck: }"
 field() {
     echo "$1" | sed -n "s|.*$2.*|\\1|p"
 }
@@ -51,6 +54,7 @@ e2e_figure write_mib_s "$(field "$scratch" 'write [0-9]* ms (\([0-9.]*\) MiB/s)'
 e2e_figure flush_ms "$(field "$scratch" 'flush \([0-9]*\) ms')" ms
 e2e_figure read_mib_s "$(field "$scratch" 'read [0-9]* ms (\([0-9.]*\) MiB/s)')" MiB/s
 e2e_figure max_in_flight "$(field "$scratch" 'max in flight \([0-9]*\)')" requests
+e2e_figure depth1_read_us "$(field "$probe" ', \([0-9]*\) us each')" us
 echo "$scratch" | grep -q "offset $offset bytes $bytes seed $seed:" \
     || e2e_fail "the guest wrote another range: ${scratch#*blkcheck: }"
 
