@@ -1036,3 +1036,57 @@ impl crate::device::NetDevice for Netfront {
         self.inner.mac.0
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use core::task::Waker;
+    use ringlet_xen::sim::{DomainConfig, SimConfig, SimXen};
+
+    fn unconnected() -> (SimXen, Netfront) {
+        let sim = SimXen::new(SimConfig::new(1).quiet());
+        let dom = sim.create_domain(DomainConfig::new("g")).id();
+        let nf = Netfront::from_parts(
+            sim.guest(dom),
+            NetfrontConfig::default(),
+            Mac([0, 0x16, 0x3e, 0, 0, 1]),
+        );
+        (sim, nf)
+    }
+
+    #[test]
+    fn capabilities_are_ethernet_1514_with_software_checksums() {
+        let (_sim, nf) = unconnected();
+        let caps = nf.capabilities();
+        assert_eq!(caps.medium, Medium::Ethernet);
+        assert_eq!(caps.max_transmission_unit, 1514);
+        assert_eq!(caps.max_burst_size, Some(128));
+        let both = smoltcp::phy::ChecksumCapabilities::default();
+        assert_eq!(
+            alloc::format!("{:?}", caps.checksum),
+            alloc::format!("{both:?}")
+        );
+    }
+
+    /// Down (before the first connection): no tokens, and `poll_ready`
+    /// reports why instead of sleeping.
+    #[test]
+    fn down_link_gives_no_tokens_and_reports_why() {
+        let (_sim, mut nf) = unconnected();
+        let ts = Instant::from_millis(0);
+        assert!(nf.transmit(ts).is_none());
+        assert!(nf.receive(ts).is_none());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(
+            nf.poll_ready(&mut cx),
+            Poll::Ready(Err(NetfrontError::Down(DownReason::Reconnecting)))
+        );
+        assert_eq!(
+            nf.link(),
+            Err(NetfrontError::Down(DownReason::Reconnecting))
+        );
+        let s = nf.stats();
+        assert_eq!((s.tx_full, s.rx_frames), (1, 0));
+        assert_eq!(crate::NetDevice::mac(&nf), [0, 0x16, 0x3e, 0, 0, 1]);
+    }
+}
