@@ -77,13 +77,15 @@ e2e_config() {
 #   e2e_create CONFIG DOMAIN
 # Sets E2E_DOMID and E2E_CONSOLE (the console log). A helper blocked in
 # inotify (no CPU while it waits) notes when the console log is first
-# written; e2e_wait_first_line turns that into a figure.
+# written; e2e_wait_first_line turns that into a figure. It waits at most
+# E2E_FIRST_WRITE_TIMEOUT_MS (default 60000) from before xl create: Linux
+# guests on a loaded machine need more.
 e2e_create() {
     local cfg=$1 dom=$2
     E2E_CONSOLE=$E2E_CONSOLE_DIR/guest-$dom.log
     E2E_FIRST_WRITE=$E2E_OUT/first-write.$dom
     rm -f "$E2E_CONSOLE" "$E2E_FIRST_WRITE"
-    ringlet-dom0 first-write "$E2E_CONSOLE_DIR" "guest-$dom.log" 60000 \
+    ringlet-dom0 first-write "$E2E_CONSOLE_DIR" "guest-$dom.log" "${E2E_FIRST_WRITE_TIMEOUT_MS:-60000}" \
         > "$E2E_FIRST_WRITE" 2>"$E2E_FIRST_WRITE.err" &
     E2E_FIRST_WRITE_PID=$!
     E2E_CREATE_START=$(e2e_now_ns)
