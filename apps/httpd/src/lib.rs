@@ -26,3 +26,9 @@ extern crate std;
 
 pub mod access_log;
 pub mod http;
+#[cfg(not(target_os = "none"))]
+pub mod pack;
+#[cfg(feature = "appliance")]
+pub mod server;
+#[cfg(feature = "appliance")]
+mod tar_site;
