@@ -573,6 +573,33 @@ fn ids_out_of_range_are_dropped_and_stuck_buffers_recovered() {
     assert!(ra.received.len() > 1000 && rb.received.len() > 1000);
 }
 
+/// With 4 tx pages and 4 rx buffers, two stranded buffers would already
+/// halve a direction: the link is rebuilt after two unknown ids, and the
+/// transfer goes on.
+#[test]
+fn stranded_buffers_in_small_pools_force_a_reconnect() {
+    let f = Faults::none().with(FaultSite::RingBadId, Ratio::new(1, 20));
+    let sim = SimXen::new(SimConfig::new(27).with_faults(f).quiet());
+    let ex = Executor::new(sim.clone());
+    let p = pair(&sim, &ex, NetbackConfig::default(), 4096);
+    let cfg = NetfrontConfig {
+        rx_buffers: 4,
+        tx_pages_max: 4,
+        ..NetfrontConfig::default()
+    };
+    let (ra, rb, sa, sb) = transfer(&sim, &ex, &p, cfg, 1000, Duration::from_millis(300));
+    assert_eq!(ra.corrupt + rb.corrupt, 0);
+    assert_in_order(&ra);
+    assert_in_order(&rb);
+    assert!(sa.reconnects + sb.reconnects > 0, "{sa:?} {sb:?}");
+    assert!(
+        ra.received.len() > 500 && rb.received.len() > 500,
+        "{} {}",
+        ra.received.len(),
+        rb.received.len()
+    );
+}
+
 #[test]
 fn duplicate_responses_never_duplicate_frames() {
     let f = Faults::none().with(FaultSite::RingDuplicateId, Ratio::new(1, 10));

@@ -70,11 +70,19 @@ pub const SPARE_BUFFERS_MAX: usize = 8;
 /// bound against a backend that notifies without end).
 const ARM_ROUNDS_MAX: usize = 4;
 
-/// Responses with unknown ids one connection tolerates. Each one most
-/// likely leaves a request of ours unanswered for good (its buffer stuck);
-/// past this bound the link goes down and the supervisor reconnects, which
-/// gets every buffer back.
+/// Responses with unknown ids one connection tolerates at most. Each one
+/// most likely leaves a request of ours unanswered for good (its buffer
+/// stuck); past the bound (this, or half the smaller of the tx pool and the
+/// rx buffers, so stuck buffers can never starve a direction) the link goes
+/// down and the supervisor reconnects, which gets every buffer back.
 pub const UNKNOWN_IDS_PER_CONNECTION_MAX: u32 = 64;
+
+/// The unknown-id bound of a connection under `config` (see
+/// [`UNKNOWN_IDS_PER_CONNECTION_MAX`]).
+fn unknown_ids_max(config: &NetfrontConfig) -> u32 {
+    let half = config.tx_pages_max.min(config.rx_buffers) / 2;
+    UNKNOWN_IDS_PER_CONNECTION_MAX.min(half.max(1))
+}
 
 /// The tx ring as netfront uses it: each request holds its granted page.
 pub type TxRing = FrontRing<NetifTx, GrantedPage>;
@@ -104,8 +112,8 @@ pub enum DownReason {
     Notify(NotifyError),
     /// A reconnect is in progress.
     Reconnecting,
-    /// The backend answered more than [`UNKNOWN_IDS_PER_CONNECTION_MAX`]
-    /// responses with unknown ids.
+    /// The backend answered too many responses with unknown ids (see
+    /// [`UNKNOWN_IDS_PER_CONNECTION_MAX`]).
     UnknownIds,
     /// The supervisor gave up reconnecting (or is not running any more).
     Gone,
@@ -118,10 +126,7 @@ impl fmt::Display for DownReason {
             DownReason::RingBroken(r, e) => write!(f, "{r:?} ring broken: {e}"),
             DownReason::Notify(e) => write!(f, "{e}"),
             DownReason::Reconnecting => f.write_str("reconnecting"),
-            DownReason::UnknownIds => write!(
-                f,
-                "over {UNKNOWN_IDS_PER_CONNECTION_MAX} responses with unknown ids"
-            ),
+            DownReason::UnknownIds => f.write_str("too many responses with unknown ids"),
             DownReason::Gone => f.write_str("backend gone"),
         }
     }
@@ -413,7 +418,7 @@ impl State {
                 }
             }
         }
-        let too_many = conn.unknown_ids > UNKNOWN_IDS_PER_CONNECTION_MAX;
+        let too_many = conn.unknown_ids >= unknown_ids_max(config);
         if freed && conn.tx_blocked {
             conn.tx_blocked = false;
             if let Some(w) = &self.runner {
@@ -564,7 +569,7 @@ impl State {
         if self
             .conn
             .as_ref()
-            .is_some_and(|c| c.unknown_ids > UNKNOWN_IDS_PER_CONNECTION_MAX)
+            .is_some_and(|c| c.unknown_ids >= unknown_ids_max(config))
         {
             self.fail(DownReason::UnknownIds);
             return frame;
