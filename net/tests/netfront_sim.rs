@@ -840,3 +840,86 @@ fn seeded_ring_faults() {
         }
     }
 }
+
+/// A hostile frontend, written by hand over the core's front ring: tx
+/// requests with a grant that does not exist, sizes over the page and the
+/// MTU, a chain longer than 18 slots and a missing extra-info slot. The
+/// netback answers each slot with `NETIF_RSP_ERROR` and keeps serving.
+#[test]
+fn netback_answers_a_hostile_frontend_with_errors() {
+    use ringlet_net::netfront::netif::{
+        NetifTx, TxRequest, NETIF_RSP_ERROR, NETTXF_EXTRA_INFO, NETTXF_MORE_DATA,
+    };
+    use ringlet_xen::evtchn::EventChannel;
+    use ringlet_xen::ring::FrontRing;
+
+    let sim = SimXen::new(SimConfig::new(28).quiet());
+    let ex = Executor::new(sim.clone());
+    let bridge = Bridge::new(16);
+    let n = node(&sim, &ex, &bridge, 1, NetbackConfig::default());
+    let g = n.guest.clone();
+    let (fe, be) = (n.paths.frontend.clone(), n.paths.backend.clone());
+    let answers = ex.block_on(async move {
+        let xs = Xenstore::new(&g).unwrap();
+        let mut tx: FrontRing<NetifTx, ()> = FrontRing::create(&g, DomId::DOM0).unwrap();
+        let rx: FrontRing<NetifTx, ()> = FrontRing::create(&g, DomId::DOM0).unwrap();
+        let ch = EventChannel::alloc_unbound(&g, DomId::DOM0).unwrap();
+        for (k, v) in [
+            ("tx-ring-ref", tx.grant_ref().0.to_string()),
+            ("rx-ring-ref", rx.grant_ref().0.to_string()),
+            ("event-channel", ch.port().0.to_string()),
+            ("request-rx-copy", "1".into()),
+            ("state", "4".into()),
+        ] {
+            xs.write(&format!("{fe}/{k}"), v).await.unwrap();
+        }
+        while xs.read_state(&format!("{be}/state")).await.ok() != Some(XenbusState::Connected) {
+            ringlet_executor::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut reqs = vec![
+            // A grant that does not exist.
+            (9999, 0, 0, 100),
+            // Over the MTU, and over the page.
+            (9999, 0, 0, 1515),
+            (9999, 0, 0, 0xffff),
+            // Offset + size leaving the page.
+            (9999, 4000, 0, 200),
+        ];
+        // A chain of 19 slots (one more than XEN_NETIF_NR_SLOTS_MIN).
+        reqs.push((9999, 0, NETTXF_MORE_DATA, 19 * 10));
+        reqs.extend((0..17).map(|_| (9999, 0, NETTXF_MORE_DATA, 10)));
+        reqs.push((9999, 0, 0, 10));
+        // Extra info promised, but its slot never comes.
+        reqs.push((9999, 0, NETTXF_EXTRA_INFO, 100));
+        for &(gref, offset, flags, size) in &reqs {
+            tx.push_request((), |id| TxRequest {
+                gref,
+                offset,
+                flags,
+                id: id.0,
+                size,
+            })
+            .unwrap();
+        }
+        tx.push_and_notify(&ch).unwrap();
+        let mut statuses = Vec::new();
+        for _ in 0..reqs.len() {
+            let r = timeout(Duration::from_secs(1), tx.next_response(&ch))
+                .await
+                .expect("every slot is answered")
+                .unwrap();
+            statuses.push(r.response.status);
+        }
+        statuses
+    });
+    assert_eq!(answers.len(), 24);
+    assert!(answers.iter().all(|&s| s == NETIF_RSP_ERROR), "{answers:?}");
+    let s = n.back.get();
+    // 4 single slots, the chain cut at 18 slots, its 19th slot taken as a
+    // packet of its own, and the extra-info packet.
+    assert_eq!((s.tx_errors, s.tx_packets), (7, 0), "{s:?}");
+    assert!(
+        !n.back_task.as_ref().unwrap().is_finished(),
+        "still serving"
+    );
+}
