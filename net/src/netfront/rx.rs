@@ -193,7 +193,7 @@ impl RxAssembler {
         core::mem::replace(&mut self.frame, spare)
     }
 
-    fn check(&self, rsp: &RxResponse) -> Result<Option<Fragment>, RxDrop> {
+    fn check(&self, rsp: &RxResponse) -> Result<Fragment, RxDrop> {
         let flags = rsp.flags;
         if flags & !NETRXF_KNOWN != 0 {
             return Err(RxDrop::Malformed(RxMalformed::UnknownFlags(flags)));
@@ -223,7 +223,7 @@ impl RxAssembler {
         if self.frame.len() + len > FRAME_LEN_MAX {
             return Err(RxDrop::Malformed(RxMalformed::Oversized));
         }
-        Ok(Some(Fragment { offset, len }))
+        Ok(Fragment { offset, len })
     }
 
     /// Judges `rsp` (the response of one rx buffer) and, if it is good,
@@ -245,8 +245,7 @@ impl RxAssembler {
             return RxStep::Partial;
         }
         let frag = match self.check(rsp) {
-            Ok(Some(frag)) => frag,
-            Ok(None) => unreachable!("check returns a fragment or an error"),
+            Ok(frag) => frag,
             Err(drop) => {
                 self.state = if more { State::Discarding } else { State::Idle };
                 return RxStep::Dropped(drop);
