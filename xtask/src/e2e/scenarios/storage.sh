@@ -30,7 +30,9 @@ esac
 e2e_figure create_to_done_ms "$(e2e_ms_between "$E2E_CREATE_START" "$end")" ms
 e2e_expect_clean_exit "$dom" 30
 tr -d '\r' < "$E2E_CONSOLE" > "$E2E_OUT/console"
+start=$(e2e_now_ns)
 e2e_destroy "$dom"
+e2e_figure destroy_ms "$(e2e_ms_between "$start" "$(e2e_now_ns)")" ms
 
 # The guest's figures.
 summary=$(grep -m 1 'blkcheck: files ' "$E2E_OUT/console") \
