@@ -395,16 +395,10 @@ fn many_connections_at_once() {
 }
 
 /// The same, but each client drops its stream as soon as it has the echo:
-/// its socket becomes an orphan in TIME-WAIT. Fails today with the server's
-/// `close` reset: the stack frees orphans in TIME-WAIT (`poll_orphans` in
-/// net/src/stack/mod.rs) before smoltcp has sent the ACK of the server's
-/// FIN (with 50 connections the runner's egress often stops at its frame
-/// budget first); the server retransmits its FIN, meets no socket and gets
-/// a reset. Every frame crosses the netfronts (their counters match both
-/// ways), and keeping TIME-WAIT orphans until smoltcp closes them makes
-/// this pass (tried on a scratch copy of the stack).
+/// its socket becomes an orphan in TIME-WAIT. The stack must keep it until
+/// the ACK of the server's FIN has gone out, or the server's retransmitted
+/// FIN meets no socket and the server's `close` ends in a reset.
 #[test]
-#[ignore = "stack bug: orphaned TIME-WAIT sockets are freed before their last ACK goes out"]
 fn many_connections_dropping_clients_early() {
     many_connections(false);
 }
