@@ -5,10 +5,11 @@
 //!
 //! Both stacks, their runner tasks and the client and server tasks run on
 //! one thread, on the Ringlet executor with the software Xen as its platform
-//! (virtual time: a delayed-ACK timer costs no real time). The link is
-//! `ringlet_net::cable` (in-memory frames, bounded queues), so the figures
-//! are the cost of the stack itself: smoltcp, the runner, the sockets and
-//! the wakes. The sim never sleeps for real, so the thread is busy for the
+//! (virtual time: a delayed-ACK timer costs no real time). Two links: the
+//! in-memory `ringlet_net::cable` (the cost of the stack itself: smoltcp,
+//! the runner, the sockets, the wakes), and two guests' netfronts, each
+//! served by a dom0 netback, on the sim's bridge (adds the rings, grants,
+//! event channels and the backend's copies). The sim never sleeps for real, so the thread is busy for the
 //! whole run: wall time is the CPU time of the work (the CPU seconds read
 //! from /proc are printed next to it as a check).
 
@@ -18,8 +19,11 @@ use std::time::Instant;
 
 use ringlet_executor::{spawn, Executor};
 use ringlet_net::cable::{Cable, CableConfig};
+use ringlet_net::netfront::{connect, Mac, NetfrontConfig, NetfrontHandle};
+use ringlet_net::sim_netback::{add_vif, Bridge, Netback, NetbackConfig};
 use ringlet_net::{IpConfig, Ipv4Address, Stack, StackConfig, TcpListener, TcpStream};
-use ringlet_xen::sim::{SimConfig, SimXen};
+use ringlet_xen::sim::{DomainConfig, SimConfig, SimXen};
+use ringlet_xen::xenstore::Xenstore;
 
 const USAGE: &str = "\
 usage: ringlet-bench net [--quick]
@@ -61,19 +65,101 @@ fn stack_config(addr: Ipv4Address) -> StackConfig {
         .tcp_buffer_bytes(64 * 1024, 64 * 1024)
 }
 
-/// A world, its executor and two stacks joined by a cable.
-fn setup() -> (SimXen, Executor, Stack, Stack) {
+/// What joins the two stacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// `ringlet_net::cable`: in-memory frames, the stack's own cost.
+    Cable,
+    /// Two guests' netfronts, each served by its own dom0 netback, on the
+    /// sim's bridge: rings, grants, event channels and copies included.
+    Netfront,
+}
+
+impl Link {
+    fn name(self) -> &'static str {
+        match self {
+            Link::Cable => "cable",
+            Link::Netfront => "netfront",
+        }
+    }
+}
+
+/// Two stacks and what keeps them running. Fields drop in order: the
+/// stacks and device handles, then the executor (its tasks hold the
+/// devices), the bridge, and the world last.
+struct World {
+    server: Stack,
+    client: Stack,
+    _handles: Option<(NetfrontHandle, NetfrontHandle)>,
+    ex: Executor,
+    _bridge: Option<Bridge>,
+    sim: SimXen,
+}
+
+/// A world, its executor and two stacks joined by `link`.
+fn setup(link: Link) -> World {
     let sim = SimXen::new(SimConfig::new(1).quiet());
     let ex = Executor::new(sim.clone());
-    let (a, b) = Cable::pair(CableConfig {
-        frames_max: 256,
-        ..CableConfig::default()
-    });
-    let (server, ra) = Stack::new(a, stack_config(SERVER)).expect("config");
-    let (client, rb) = Stack::new(b, stack_config(CLIENT)).expect("config");
-    ex.spawn(ra.run()).detach();
-    ex.spawn(rb.run()).detach();
-    (sim, ex, server, client)
+    match link {
+        Link::Cable => {
+            let (a, b) = Cable::pair(CableConfig {
+                frames_max: 256,
+                ..CableConfig::default()
+            });
+            let (server, ra) = Stack::new(a, stack_config(SERVER)).expect("config");
+            let (client, rb) = Stack::new(b, stack_config(CLIENT)).expect("config");
+            ex.spawn(ra.run()).detach();
+            ex.spawn(rb.run()).detach();
+            World {
+                server,
+                client,
+                _handles: None,
+                ex,
+                _bridge: None,
+                sim,
+            }
+        }
+        Link::Netfront => {
+            let bridge = Bridge::new(512);
+            let mut guests = Vec::new();
+            for n in 1..=2u8 {
+                let dom = sim
+                    .create_domain(DomainConfig::new(&format!("guest{n}")))
+                    .id();
+                let mac = Mac([0, 0x16, 0x3e, 0, 0, n]);
+                let paths = add_vif(&sim, dom, 0, mac);
+                let back =
+                    Netback::new(&sim, &bridge, paths, NetbackConfig::default()).expect("netback");
+                ex.spawn(back.run()).detach();
+                guests.push(sim.guest(dom));
+            }
+            let (ga, gb) = (guests[0].clone(), guests[1].clone());
+            let (da, db) = ex.block_on(async move {
+                let xa = Xenstore::new(&ga).expect("xenstore");
+                let xb = Xenstore::new(&gb).expect("xenstore");
+                let a = connect(&ga, &xa, NetfrontConfig::default())
+                    .await
+                    .expect("netfront");
+                let b = connect(&gb, &xb, NetfrontConfig::default())
+                    .await
+                    .expect("netfront");
+                (a, b)
+            });
+            let handles = (da.handle(), db.handle());
+            let (server, ra) = Stack::new(da, stack_config(SERVER)).expect("config");
+            let (client, rb) = Stack::new(db, stack_config(CLIENT)).expect("config");
+            ex.spawn(ra.run()).detach();
+            ex.spawn(rb.run()).detach();
+            World {
+                server,
+                client,
+                _handles: Some(handles),
+                ex,
+                _bridge: Some(bridge),
+                sim,
+            }
+        }
+    }
 }
 
 /// CPU seconds (user + system) of this process so far, from /proc.
@@ -116,14 +202,15 @@ fn cpu_text(m: &Measured) -> String {
 
 /// One connection, `mib` MiB from client to server, checked by count and
 /// by a running sum.
-fn bulk(mib: usize) -> Result<(), String> {
-    let (sim, ex, server, client) = setup();
+fn bulk(link: Link, mib: usize) -> Result<(), String> {
+    let w = setup(link);
+    let (sim, ex, server, client) = (&w.sim, &w.ex, w.server.clone(), w.client.clone());
     let total = mib << 20;
     let chunk: Vec<u8> = (0..65536u32).map(|i| (i * 7 % 251) as u8).collect();
     let chunk_sum: u64 = chunk.iter().map(|&b| u64::from(b)).sum();
     let received = Rc::new(Cell::new((0usize, 0u64)));
     let got = received.clone();
-    let m = measure(&sim, || {
+    let m = measure(sim, || {
         ex.block_on(async {
             let mut l = TcpListener::bind(&server, 5001, 1).expect("bind");
             let sink = spawn(async move {
@@ -157,7 +244,8 @@ fn bulk(mib: usize) -> Result<(), String> {
         ));
     }
     println!(
-        "tcp bulk        {mib:>6} MiB   {:>8.1} MiB/s   {:.2} s wall, {}, {:.3} s virtual",
+        "{:<8} tcp bulk        {mib:>6} MiB   {:>8.1} MiB/s   {:.2} s wall, {}, {:.3} s virtual",
+        link.name(),
         mib as f64 / m.wall,
         m.wall,
         cpu_text(&m),
@@ -168,11 +256,12 @@ fn bulk(mib: usize) -> Result<(), String> {
 
 /// `connections` connections at once, each sending `per` requests of
 /// MESSAGE bytes one after another and reading each echo.
-fn request_response(connections: usize, per: usize) -> Result<(), String> {
-    let (sim, ex, server, client) = setup();
+fn request_response(link: Link, connections: usize, per: usize) -> Result<(), String> {
+    let w = setup(link);
+    let (sim, ex, server, client) = (&w.sim, &w.ex, w.server.clone(), w.client.clone());
     let done = Rc::new(Cell::new(0usize));
     let d = done.clone();
-    let m = measure(&sim, || {
+    let m = measure(sim, || {
         ex.block_on(async {
             let mut l = TcpListener::bind(&server, 7, connections.min(64)).expect("bind");
             spawn(async move {
@@ -240,7 +329,8 @@ fn request_response(connections: usize, per: usize) -> Result<(), String> {
     let per_req_us = m.wall / n as f64 * 1e6;
     let cpu_us = m.cpu.map(|c| c / n as f64 * 1e6);
     println!(
-        "tcp req/resp  {connections:>3} conn × {per:<6} {:>8.1} µs/request wall{}   {:>9.0} requests/s   ({} B each way, {:.3} s virtual)",
+        "{:<8} tcp req/resp  {connections:>3} conn × {per:<6} {:>8.1} µs/request wall{}   {:>9.0} requests/s   ({} B each way, {:.3} s virtual)",
+        link.name(),
         per_req_us,
         cpu_us.map_or(String::new(), |c| format!(", {c:.1} µs CPU")),
         n as f64 / m.wall,
@@ -263,11 +353,15 @@ pub fn net_suite(args: &[String]) -> Result<(), String> {
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
     }
-    println!("net: two ringlet-net stacks over the in-memory cable, one thread, sim virtual time");
-    println!("(64 KiB socket buffers, frames_per_run_max 32, cable queue 256 frames, MTU 1514)");
-    bulk(sizes.bulk_mib)?;
-    request_response(1, sizes.requests)?;
-    request_response(sizes.connections, sizes.requests_per_connection)?;
+    println!("net: two ringlet-net stacks in one process, one thread, sim virtual time");
+    println!("  cable:    in-memory frames (queue 256 frames): the stack's own cost");
+    println!("  netfront: two guests' netfronts, each with a dom0 netback, on the sim's bridge");
+    println!("(64 KiB socket buffers, frames_per_run_max 32, MTU 1514)");
+    for link in [Link::Cable, Link::Netfront] {
+        bulk(link, sizes.bulk_mib)?;
+        request_response(link, 1, sizes.requests)?;
+        request_response(link, sizes.connections, sizes.requests_per_connection)?;
+    }
     Ok(())
 }
 
@@ -275,8 +369,10 @@ pub fn net_suite(args: &[String]) -> Result<(), String> {
 mod test {
     #[test]
     fn quick_suite_runs_and_checks_its_work() {
-        super::bulk(1).unwrap();
-        super::request_response(1, 50).unwrap();
-        super::request_response(5, 10).unwrap();
+        for link in [super::Link::Cable, super::Link::Netfront] {
+            super::bulk(link, 1).unwrap();
+            super::request_response(link, 1, 50).unwrap();
+            super::request_response(link, 5, 10).unwrap();
+        }
     }
 }
