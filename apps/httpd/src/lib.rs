@@ -25,6 +25,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod access_log;
+#[cfg(feature = "appliance")]
+pub mod client;
 pub mod http;
 #[cfg(not(target_os = "none"))]
 pub mod pack;
