@@ -19,6 +19,7 @@ const KERNEL_CRATES: &[&str] = &[
     "ringlet-executor",
     "ringlet-xen",
     "ringlet-storage",
+    "ringlet-net",
     "ringlet",
     "ringlet-hello",
 ];
