@@ -97,11 +97,11 @@ impl Settings {
     /// The full run (about 15-20 minutes under emulation).
     pub const FULL: Settings = Settings {
         duration_s: 3,
-        boots: 3,
-        bisect_steps: 8,
+        boots: 2,
+        bisect_steps: 6,
         load_check_s: 2,
         ab: true,
-        boot_timeout_s: 120,
+        boot_timeout_s: 240,
     };
     /// `--quick`: proves everything works.
     pub const QUICK: Settings = Settings {
@@ -110,7 +110,7 @@ impl Settings {
         bisect_steps: 3,
         load_check_s: 1,
         ab: false,
-        boot_timeout_s: 120,
+        boot_timeout_s: 240,
     };
 
     /// A bound on one guest's scenario, seconds: the boots, 20 load runs
@@ -582,7 +582,7 @@ mod test {
     fn timeouts_cover_the_work() {
         // A full scenario must fit its bound with room for slow boots.
         let full = Settings::FULL.scenario_timeout_s();
-        assert!(full > 20 * 3 + 3 * 120 + 8 * 120, "{full}");
+        assert!(full > 20 * 3 + 2 * 240 + 6 * 240, "{full}");
         assert!(Settings::QUICK.scenario_timeout_s() < full);
     }
 }

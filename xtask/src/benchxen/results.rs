@@ -58,8 +58,13 @@ pub struct Load {
     pub file: String,
     /// The mode (`ka16`, ...).
     pub mode: String,
-    /// Answers wrk counted.
+    /// Whole answers wrk counted.
     pub requests: f64,
+    /// Bytes wrk read, partial answers included.
+    pub bytes: f64,
+    /// One answer's size (head and body) in this mode, if dom0 measured the
+    /// head.
+    pub answer_bytes: Option<f64>,
     /// wrk's measured duration, microseconds.
     pub duration_us: f64,
     /// Socket errors, timeouts and non-2xx/3xx answers.
@@ -75,18 +80,33 @@ pub struct Load {
 }
 
 impl Load {
-    /// Requests per second.
+    /// Answers served: the bytes wrk read over one answer's size (partial
+    /// answers count for their part), or whole answers when the size is not
+    /// known. Under emulation a run of a few seconds completes few 1 MiB
+    /// answers on 64 connections, but every byte is work done.
+    pub fn answers(&self) -> f64 {
+        match self.answer_bytes {
+            Some(size) if size > 0.0 && self.bytes.is_finite() => {
+                (self.bytes / size).max(self.requests)
+            }
+            _ => self.requests,
+        }
+    }
+
+    /// Requests (answers) per second.
     pub fn rps(&self) -> f64 {
         if self.duration_us > 0.0 {
-            self.requests / (self.duration_us / 1e6)
+            self.answers() / (self.duration_us / 1e6)
         } else {
             0.0
         }
     }
 
-    /// The guest's CPU time per request, ns (`None` without requests).
+    /// The guest's CPU time per request (answer), ns; `None` when nothing
+    /// was served.
     pub fn cpu_per_request_ns(&self) -> Option<f64> {
-        (self.requests > 0.0).then(|| self.guest_cpu_ns / self.requests)
+        let answers = self.answers();
+        (answers > 0.0).then(|| self.guest_cpu_ns / answers)
     }
 }
 
@@ -152,14 +172,22 @@ impl Guest {
         let get = |name: &str| own.get(name).copied();
         let mut loads = Vec::new();
         let mut ab = Vec::new();
-        for file in FILES.iter().map(|f| f.key) {
+        for site_file in &FILES {
+            let file = site_file.key;
             for mode in MODES {
                 let at = |m: &str| get(&format!("{file}.{mode}.{m}"));
+                let head = if mode.starts_with("close") {
+                    get(&format!("{file}.head_close_bytes"))
+                } else {
+                    get(&format!("{file}.head_bytes"))
+                };
                 if let (Some(requests), Some(duration_us)) = (at("requests"), at("duration_us")) {
                     loads.push(Load {
                         file: file.into(),
                         mode: mode.into(),
                         requests,
+                        bytes: at("bytes").unwrap_or(f64::NAN),
+                        answer_bytes: head.map(|h| h + site_file.bytes as f64),
                         duration_us,
                         errors: at("errors").unwrap_or(f64::NAN),
                         p50_us: at("p50_us").unwrap_or(f64::NAN),
@@ -762,6 +790,12 @@ impl Run {
                 j.string(&l.mode);
                 j.key("requests");
                 j.number(l.requests);
+                j.key("bytes");
+                j.number(l.bytes);
+                j.key("answer_bytes");
+                j.opt(l.answer_bytes);
+                j.key("answers");
+                j.number(l.answers());
                 j.key("duration_us");
                 j.number(l.duration_us);
                 j.key("requests_per_s");
@@ -1033,6 +1067,33 @@ mod test {
         assert_eq!(g.bisection, vec![(128.0, true), (64.0, false)]);
         assert_eq!(g.ab.len(), 1);
         assert_eq!(g.failure, None);
+    }
+
+    #[test]
+    fn answers_count_partial_bytes() {
+        let figures = vec![
+            fig("bench-nginx.1m.ka64.requests", 0.0),
+            fig("bench-nginx.1m.ka64.bytes", 3.0 * (1048576.0 + 200.0)),
+            fig("bench-nginx.1m.ka64.duration_us", 3e6),
+            fig("bench-nginx.1m.ka64.guest_cpu_ns", 6e9),
+            fig("bench-nginx.1m.head_bytes", 200.0),
+            fig("bench-nginx.1m.head_close_bytes", 219.0),
+            fig("bench-nginx.1m.close16.requests", 2.0),
+            fig("bench-nginx.1m.close16.bytes", 2.0 * (1048576.0 + 219.0)),
+            fig("bench-nginx.1m.close16.duration_us", 1e6),
+        ];
+        let g = Guest::from_figures(Kind::Nginx, Some(&Outcome::Ok), &figures);
+        let ka = g.load("1m", "ka64").unwrap();
+        assert_eq!(ka.answers(), 3.0);
+        assert_eq!(ka.rps(), 1.0);
+        assert_eq!(ka.cpu_per_request_ns(), Some(2e9));
+        let close = g.load("1m", "close16").unwrap();
+        assert_eq!(close.answer_bytes, Some(1048576.0 + 219.0));
+        assert_eq!(close.rps(), 2.0);
+        // Never fewer answers than wrk counted whole.
+        let mut short = close.clone();
+        short.bytes = 10.0;
+        assert_eq!(short.answers(), 2.0);
     }
 
     #[test]
