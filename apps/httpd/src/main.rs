@@ -30,11 +30,8 @@ use ringlet_net::{IpConfig, IpConfigError, Stack, StackConfig};
 use ringlet_storage::tar::{TarOpenError, TarStore};
 use ringlet_storage::{blkfront, BlockDevice as _};
 
-/// TCP and UDP sockets of the stack: connections, the listener's backlog,
-/// and closing sockets.
-const SOCKETS_MAX: usize =
-    server::CONNECTIONS_MAX_DEFAULT + server::BACKLOG_DEFAULT + CLOSING_SOCKETS;
-/// Room for connections that are closing (orphans of the stack).
+/// Sockets of the stack beyond connections and backlog: room for
+/// connections that are closing (orphans of the stack).
 const CLOSING_SOCKETS: usize = 64;
 /// Each TCP socket's receive buffer: requests are small.
 const TCP_RX_BUFFER_BYTES: usize = 8 * 1024;
@@ -124,11 +121,12 @@ async fn first_vbd(xs: &Xenstore) -> Result<u32, HttpdError> {
         .ok_or(HttpdError::NoDisk)
 }
 
-/// The network stack's configuration for httpd.
-fn stack_config(ip: IpConfig, seed: u64) -> StackConfig {
+/// The network stack's configuration for httpd: sockets for every
+/// connection, the listener's backlog, and closing connections.
+fn stack_config(ip: IpConfig, seed: u64, server: &ServerConfig) -> StackConfig {
     StackConfig::new(ip)
         .random_seed(seed)
-        .sockets_max(SOCKETS_MAX)
+        .sockets_max(server.connections_max + server.backlog + CLOSING_SOCKETS)
         .tcp_buffer_bytes(TCP_RX_BUFFER_BYTES, TCP_TX_BUFFER_BYTES)
 }
 
@@ -167,7 +165,8 @@ async fn appliance(env: &ringlet::Env, cmdline: &str) -> Result<(), HttpdError> 
     let seed = mac
         .iter()
         .fold(0u64, |s, &b| s.rotate_left(8) ^ u64::from(b));
-    let (stack, runner) = Stack::new(nic, stack_config(ip, seed)).map_err(HttpdError::Stack)?;
+    let (stack, runner) =
+        Stack::new(nic, stack_config(ip, seed, &config)).map_err(HttpdError::Stack)?;
     spawn(runner.run()).detach();
     let addr = timeout(DHCP_TIMEOUT, stack.wait_configured())
         .await
@@ -381,7 +380,7 @@ mod hosted {
                 let store = TarStore::open(MemDevice::from_bytes(512, image))
                     .await
                     .map_err(|e| format!("the site image: {e}"))?;
-                let (stack, runner) = Stack::new(dev, super::stack_config(ip, 1))
+                let (stack, runner) = Stack::new(dev, super::stack_config(ip, 1, &config))
                     .map_err(|e| format!("stack: {e}"))?;
                 spawn(runner.run()).detach();
                 let port = config.port;

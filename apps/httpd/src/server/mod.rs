@@ -63,6 +63,8 @@ pub const PORT_DEFAULT: u16 = 80;
 pub const BACKLOG_DEFAULT: usize = 64;
 /// Default [`ServerConfig::connections_max`].
 pub const CONNECTIONS_MAX_DEFAULT: usize = 128;
+/// The largest [`ServerConfig::connections_max`] accepted.
+pub const CONNECTIONS_MAX_LIMIT: usize = 1024;
 /// Default [`ServerConfig::request_timeout`].
 pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 /// Default [`ServerConfig::keepalive_timeout`].
@@ -115,35 +117,58 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// The defaults with the port from the command line's `port=N`, if any.
+    /// The defaults, with what the command line sets: `port=N` (1..=65535),
+    /// `conns=N` ([`connections_max`](Self::connections_max), 1..=
+    /// [`CONNECTIONS_MAX_LIMIT`]) and `backlog=N` (1..=ringlet-net's
+    /// `BACKLOG_MAX`). Other words are left to their owners.
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Port`] for a `port=` that is not a number in 1..=65535
-    /// (or given twice).
+    /// [`ConfigError`] for a value out of range, not a number, or a key
+    /// given twice.
     ///
     /// # Examples
     ///
     /// ```
     /// use ringlet_httpd::server::{ConfigError, ServerConfig};
-    /// assert_eq!(ServerConfig::from_cmdline("ip=10.0.0.2/24 port=8080").unwrap().port, 8080);
+    /// let c = ServerConfig::from_cmdline("ip=10.0.0.2/24 port=8080 conns=32").unwrap();
+    /// assert_eq!((c.port, c.connections_max), (8080, 32));
     /// assert_eq!(ServerConfig::from_cmdline("").unwrap().port, 80);
     /// assert_eq!(ServerConfig::from_cmdline("port=0"), Err(ConfigError::Port));
     /// ```
     pub fn from_cmdline(cmdline: &str) -> Result<ServerConfig, ConfigError> {
         let mut config = ServerConfig::default();
-        let mut seen = false;
+        let (mut port, mut conns, mut backlog) = (false, false, false);
         for word in cmdline.split_ascii_whitespace() {
-            if let Some(value) = word.strip_prefix("port=") {
-                if seen {
-                    return Err(ConfigError::Port);
-                }
-                seen = true;
-                config.port = value
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|&p| p != 0)
-                    .ok_or(ConfigError::Port)?;
+            let Some((key, value)) = word.split_once('=') else {
+                continue;
+            };
+            let (seen, error, max) = match key {
+                "port" => (&mut port, ConfigError::Port, usize::from(u16::MAX)),
+                "conns" => (
+                    &mut conns,
+                    ConfigError::ConnectionsMax,
+                    CONNECTIONS_MAX_LIMIT,
+                ),
+                "backlog" => (
+                    &mut backlog,
+                    ConfigError::Backlog,
+                    ringlet_net::tcp::BACKLOG_MAX,
+                ),
+                _ => continue,
+            };
+            if core::mem::replace(seen, true) {
+                return Err(error);
+            }
+            let n = value
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or(error)?;
+            match key {
+                "port" => config.port = n as u16,
+                "conns" => config.connections_max = n,
+                _ => config.backlog = n,
             }
         }
         Ok(config)
@@ -161,7 +186,7 @@ impl ServerConfig {
         if self.backlog == 0 || self.backlog > ringlet_net::tcp::BACKLOG_MAX {
             return Err(ConfigError::Backlog);
         }
-        if self.connections_max == 0 {
+        if self.connections_max == 0 || self.connections_max > CONNECTIONS_MAX_LIMIT {
             return Err(ConfigError::ConnectionsMax);
         }
         if self.chunk_bytes == 0 || self.chunk_bytes > CHUNK_BYTES_MAX {
@@ -178,9 +203,11 @@ pub enum ConfigError {
     /// `port` is 0 (or `port=` on the command line is not 1..=65535, or
     /// appears twice).
     Port,
-    /// `backlog` is 0 or above ringlet-net's `BACKLOG_MAX`.
+    /// `backlog` is 0 or above ringlet-net's `BACKLOG_MAX` (or `backlog=`
+    /// is not such a number, or appears twice).
     Backlog,
-    /// `connections_max` is 0.
+    /// `connections_max` is 0 or above [`CONNECTIONS_MAX_LIMIT`] (or
+    /// `conns=` is not such a number, or appears twice).
     ConnectionsMax,
     /// `chunk_bytes` is 0 or above [`CHUNK_BYTES_MAX`].
     ChunkBytes,
@@ -190,8 +217,10 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ConfigError::Port => "port must be a number from 1 to 65535, given once",
-            ConfigError::Backlog => "backlog must be from 1 to BACKLOG_MAX",
-            ConfigError::ConnectionsMax => "connections_max must be at least 1",
+            ConfigError::Backlog => "backlog must be from 1 to BACKLOG_MAX, given once",
+            ConfigError::ConnectionsMax => {
+                "connections_max (conns=) must be from 1 to CONNECTIONS_MAX_LIMIT, given once"
+            }
             ConfigError::ChunkBytes => "chunk_bytes must be from 1 to CHUNK_BYTES_MAX",
         })
     }
@@ -492,8 +521,13 @@ mod test {
                 "{bad}"
             );
         }
-        // `port` without `=` or a longer key is someone else's word.
-        assert_eq!(ServerConfig::from_cmdline("port sport=1").unwrap().port, 80);
+        // `port` without `=` or another key is someone else's word.
+        assert_eq!(
+            ServerConfig::from_cmdline("port sport=1 ports=2")
+                .unwrap()
+                .port,
+            80
+        );
     }
 
     #[test]
