@@ -341,7 +341,7 @@ pub fn parse(buf: &[u8]) -> Parse {
     let line = &buf[start..];
     let (line_len, line_complete) = request_line_len(line);
     if line_len > REQUEST_LINE_BYTES_MAX {
-        return reject(HeadError::RequestLineTooLong, None, "");
+        return too_long_line(&buf[..start + REQUEST_LINE_BYTES_MAX + 1]);
     }
     let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
     let mut req = httparse::Request::new(&mut headers);
@@ -405,6 +405,29 @@ pub fn parse(buf: &[u8]) -> Parse {
             head_bytes,
         ),
         Err(error) => reject(error, Some(method), raw_target),
+    }
+}
+
+/// The verdict on a request line longer than the limit, from its first
+/// `REQUEST_LINE_BYTES_MAX + 1` bytes only (`prefix`, leading empty lines
+/// included): a syntax error httparse finds in them is that error (400),
+/// otherwise 414. Judging a fixed prefix makes the answer the same however
+/// the bytes arrive (httparse reports an error in a prefix as soon as it
+/// has the prefix, and never takes one back).
+fn too_long_line(prefix: &[u8]) -> Parse {
+    let mut headers = [httparse::EMPTY_HEADER; 1];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(prefix) {
+        Err(e) => reject(
+            HeadError::Malformed(e),
+            req.method.map(Method::from_token),
+            "",
+        ),
+        Ok(_) => reject(
+            HeadError::RequestLineTooLong,
+            req.method.map(Method::from_token),
+            "",
+        ),
     }
 }
 
@@ -754,8 +777,31 @@ mod test {
         // trailing CR does not count.
         assert_eq!(parse(&line), Parse::Partial);
         assert_eq!(parse(&[&line[..], b"\r"].concat()), Parse::Partial);
+        // One byte past the limit that makes the line malformed: 400.
         assert_eq!(
             err(&[&line[..], b"x"].concat()),
+            HeadError::Malformed(httparse::Error::NewLine)
+        );
+    }
+
+    #[test]
+    fn a_long_line_is_judged_by_its_first_bytes_however_they_arrive() {
+        // Found by the fuzz target: a syntax error early in a line longer
+        // than the limit was 414 when the line came at once and 400 when it
+        // came in pieces (httparse saw the error before the limit did).
+        let mut line = Vec::from(&b"GET  /x"[..]);
+        line.resize(REQUEST_LINE_BYTES_MAX + 100, b'a');
+        let whole = err(&[&line[..], b" HTTP/1.1\r\nHost: h\r\n\r\n"].concat());
+        let early = err(&line[..10]);
+        assert_eq!(whole, early);
+        assert_eq!(whole, HeadError::Malformed(httparse::Error::Token));
+        // An error past the limit is not looked at: 414 both ways.
+        let mut line = Vec::from(&b"GET /"[..]);
+        line.resize(REQUEST_LINE_BYTES_MAX + 1, b'a');
+        line.extend_from_slice(b"\x01 HTTP/1.1\r\n\r\n");
+        assert_eq!(err(&line), HeadError::RequestLineTooLong);
+        assert_eq!(
+            err(&line[..REQUEST_LINE_BYTES_MAX + 1]),
             HeadError::RequestLineTooLong
         );
     }
