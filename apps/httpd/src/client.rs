@@ -3,7 +3,7 @@
 //! httparse (a `Content-Length` body; none for HEAD and 304).
 //!
 //! It trusts nothing it reads: heads are bounded by
-//! [`RESPONSE_HEAD_BYTES_MAX`](crate::http::RESPONSE_HEAD_BYTES_MAX) and
+//! [`RESPONSE_HEAD_BYTES_MAX`] and
 //! bodies by the caller's `body_bytes_max`.
 
 use alloc::string::String;

@@ -9,13 +9,13 @@
 //!
 //! Limits (see the [parent module](super)): the request line is measured
 //! first, so a request line longer than
-//! [`REQUEST_LINE_BYTES_MAX`](super::REQUEST_LINE_BYTES_MAX) is 414 even
+//! [`REQUEST_LINE_BYTES_MAX`] is 414 even
 //! while the head is incomplete — unless its first `REQUEST_LINE_BYTES_MAX
 //! + 1` bytes already hold a syntax error (400): the verdict depends on
 //! that fixed prefix only, so it is the same however the bytes arrive. A
-//! head that does not end within [`HEAD_BYTES_MAX`](super::HEAD_BYTES_MAX)
+//! head that does not end within [`HEAD_BYTES_MAX`]
 //! with a short enough request line is 431. More than
-//! [`HEADERS_MAX`](super::HEADERS_MAX) header fields is 431 too.
+//! [`HEADERS_MAX`] header fields is 431 too.
 //!
 //! What `httparse` refuses by itself (each checked by a test here): a space
 //! or tab before a header's colon, obsolete line folding, control bytes in
@@ -119,12 +119,12 @@ pub enum HeadError {
     /// `HTTP/x.y` with a version other than 1.0 and 1.1 (505).
     UnsupportedVersion,
     /// The request line is longer than
-    /// [`REQUEST_LINE_BYTES_MAX`](super::REQUEST_LINE_BYTES_MAX) (414).
+    /// [`REQUEST_LINE_BYTES_MAX`] (414).
     RequestLineTooLong,
     /// The head does not end within
-    /// [`HEAD_BYTES_MAX`](super::HEAD_BYTES_MAX) (431).
+    /// [`HEAD_BYTES_MAX`] (431).
     HeadTooLarge,
-    /// More than [`HEADERS_MAX`](super::HEADERS_MAX) header fields (431).
+    /// More than [`HEADERS_MAX`] header fields (431).
     TooManyHeaders,
     /// HTTP/1.1 without `Host` (400).
     MissingHost,
