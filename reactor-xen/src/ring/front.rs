@@ -134,9 +134,11 @@ impl<P: RingProtocol, C> FrontRing<P, C> {
         Self::new_at(page, 0)
     }
 
-    /// [`new`](Self::new) with every index starting at `start` (tests use it
-    /// to cross the `u32` wrap).
-    pub(crate) fn new_at(page: GrantedPage, start: RingIdx) -> Self {
+    /// [`new`](Self::new) with every index starting at `start` (the unit
+    /// tests and the `front_ring_response` fuzz target use it to cross the
+    /// `u32` wrap). Not part of the API: a real ring starts at 0.
+    #[doc(hidden)]
+    pub fn new_at(page: GrantedPage, start: RingIdx) -> Self {
         const {
             assert!(P::SLOT_SIZE > 0 && P::SLOT_SIZE <= SLOT_SIZE_MAX);
             assert!(ring_size(P::SLOT_SIZE, PAGE_SIZE) >= 1);
