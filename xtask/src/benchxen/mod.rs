@@ -3,18 +3,22 @@
 //! (inside QEMU here, or the machine's own with xl).
 //!
 //! The run is one e2e run (xtask/src/e2e/): one Xen boot, one scenario per
-//! guest (`bench-ringlet`, `bench-nginx`, `bench-epoll`), each the same dom0
-//! script (`bench.sh`) with the guest's settings in `bench.env`. In dom0,
-//! per guest and one guest at a time, with 1 vCPU and the same memory:
-//! 1. `xl create` → first HTTP 200 (polled only after `xl create` returns),
-//!    the site checked byte for byte;
-//! 2. wrk (`bench.lua`) on each file (13 B, 4 KiB, 64 KiB, 1 MiB) in each
-//!    mode (keep-alive with 1, 16, 64 connections; 16 connections pipelined
-//!    16 deep; churn with `Connection: close`), with Xen's CPU accounting of
+//! guest (`bench-ringlet`, `bench-nginx`, `bench-epoll`, script
+//! `bench-guest.sh`), then `bench-load` (`bench-load.sh`); the functions
+//! they share are in `bench-lib.sh`, the settings in each scenario's
+//! `bench.env`. Every guest has 1 vCPU and the same memory. In dom0:
+//! 1. per guest, alone: `xl create` → first HTTP 200 (polled only after
+//!    `xl create` returns), a few times; the site checked byte for byte;
+//!    then the smallest `memory=` that still serves the site, by a bounded
+//!    search;
+//! 2. all guests up at once, each at its own address, and the load runs
+//!    interleaved (one guest loaded at a time, the order rotating): wrk
+//!    (`bench.lua`) on each file (13 B, 4 KiB, 64 KiB, 1 MiB) in each mode
+//!    (keep-alive with 1, 16, 64 connections; 16 connections pipelined 16
+//!    deep; churn with `Connection: close`), with Xen's CPU accounting of
 //!    the guest and dom0 around each run (`bench-dom0.c`); ab cross-checks
-//!    two of them;
-//! 3. more measured boots, then the smallest `memory=` that still serves
-//!    the site under load, by bisection.
+//!    two of them. Interleaving keeps a change in the host's speed (other
+//!    work on the machine) from favouring whichever guest ran first.
 //!
 //! The figures come back as `RINGLET-FIGURE` lines; [`results`] turns them
 //! into the table (printed, and as Markdown), target/bench/xen.json, and
@@ -35,19 +39,26 @@ use crate::{deps, root, Error};
 use linux::Server;
 use results::{Kind, Run, MODES};
 
-const CHECK: &str = include_str!("bench.sh");
+const CHECK_GUEST: &str = concat!(include_str!("bench-lib.sh"), include_str!("bench-guest.sh"));
+const CHECK_LOAD: &str = concat!(include_str!("bench-lib.sh"), include_str!("bench-load.sh"));
+/// The load scenario's name.
+const LOAD_SCENARIO: &str = "bench-load";
 const LUA: &str = include_str!("bench.lua");
 const LINUX_CFG: &str = include_str!("linux.cfg");
 const RINGLET_CFG: &str = include_str!("ringlet.cfg");
 const DOM0_TOOL: &str = "xtask/src/benchxen/bench-dom0.c";
 /// The Ringlet httpd appliance's package.
 const RINGLET_PACKAGE: &str = "ringlet-httpd";
-/// The guests' address (the Ringlet httpd's command line form), gateway
-/// and MAC; dom0 is 10.0.0.1 on the bridge.
-const GUEST_IP: &str = "10.0.0.2";
-const GUEST_CIDR: &str = "10.0.0.2/24";
-const GATEWAY: &str = "10.0.0.1";
-const GUEST_MAC: &str = "00:16:3e:00:00:02";
+/// The guests' addresses and MACs during the load runs (all up at once;
+/// alone, each is 10.0.0.2); dom0 is 10.0.0.1 on the bridge and the
+/// gateway.
+fn load_address(kind: Kind) -> (&'static str, &'static str) {
+    match kind {
+        Kind::Ringlet => ("10.0.0.11", "00:16:3e:00:00:11"),
+        Kind::Nginx => ("10.0.0.12", "00:16:3e:00:00:12"),
+        Kind::Epoll => ("10.0.0.13", "00:16:3e:00:00:13"),
+    }
+}
 /// Memory of every guest for the boots and the load runs, and the top of
 /// the bisection, MB.
 const MEMORY_MB: u32 = 256;
@@ -113,23 +124,30 @@ impl Settings {
         boot_timeout_s: 240,
     };
 
-    /// A bound on one guest's scenario, seconds: the boots, 20 load runs
-    /// with their overhead, ab, and the bisection's boots with their
-    /// timeouts.
-    fn scenario_timeout_s(&self) -> u32 {
-        let loads = 20 * (self.duration_s + 8)
-            + if self.ab {
-                2 * (self.duration_s + 40)
-            } else {
-                0
-            };
-        let boots = self.boots * self.boot_timeout_s;
-        let bisection = self.bisect_steps * (self.boot_timeout_s + 3 * self.load_check_s + 60);
-        120 + loads + boots + bisection
+    /// A bound on one guest's scenario, seconds: the boots and the memory
+    /// search's boots with their checks.
+    fn guest_timeout_s(&self) -> u32 {
+        let boots = self.boots * (self.boot_timeout_s + 60);
+        let search = self.bisect_steps * (self.boot_timeout_s + 3 * self.load_check_s + 120);
+        120 + boots + search
+    }
+
+    /// A bound on the load scenario with `guests` guests, seconds: their
+    /// boots, 20 runs each with their overhead, ab.
+    fn load_timeout_s(&self, guests: u32) -> u32 {
+        let ab = if self.ab {
+            2 * (self.duration_s + 40)
+        } else {
+            0
+        };
+        let per_guest = self.boot_timeout_s + 120 + 20 * (self.duration_s + 15) + ab;
+        120 + guests * per_guest
     }
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
+/// The guests of the load scenario (set once, before the run).
+static LOAD_GUESTS: OnceLock<Vec<Kind>> = OnceLock::new();
 
 fn settings() -> Settings {
     *SETTINGS.get_or_init(|| Settings::FULL)
@@ -195,10 +213,17 @@ pub fn command(args: &[String]) -> Result<(), Error> {
     if kinds.iter().any(|k| *k != Kind::Ringlet) {
         linux::kit()?;
     }
-    let scenarios: Vec<&'static Scenario> = kinds
+    let mut scenarios: Vec<&'static Scenario> = kinds
         .iter()
         .map(|k| &*Box::leak(Box::new(scenario(*k, &settings))))
         .collect();
+    LOAD_GUESTS
+        .set(kinds.clone())
+        .map_err(|_| "bench xen runs once per process")?;
+    scenarios.push(Box::leak(Box::new(load_scenario(
+        &settings,
+        kinds.len() as u32,
+    ))));
     println!(
         "bench xen: {} on one Xen boot; {} s per load run, {} boot(s), memory {MEMORY_MB} MB, 1 vCPU",
         kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
@@ -207,6 +232,14 @@ pub fn command(args: &[String]) -> Result<(), Error> {
     );
     let summary = e2e::run(&scenarios, options);
 
+    let load_outcome = summary
+        .results
+        .iter()
+        .find(|(n, _)| *n == LOAD_SCENARIO)
+        .map(|(_, o)| o.clone());
+    if let Some(e2e::Outcome::Failed(why)) = &load_outcome {
+        notes.push(format!("load runs: {why}"));
+    }
     let mut guests = Vec::new();
     for kind in &kinds {
         let outcome = summary
@@ -269,17 +302,20 @@ pub fn command(args: &[String]) -> Result<(), Error> {
     }
     println!("json: {}\nmarkdown: {}", json.display(), md.display());
     println!("logs: {}", summary.run_dir.display());
-    let failed: Vec<&str> = run
+    let mut failed: Vec<&str> = run
         .guests
         .iter()
         .filter(|g| g.failure.is_some())
         .map(|g| g.kind.name())
         .collect();
+    if !matches!(load_outcome, Some(e2e::Outcome::Ok)) {
+        failed.push("load");
+    }
     if failed.is_empty() {
         Ok(())
     } else {
         Err(format!(
-            "bench xen: the {} guest(s) did not finish (partial figures above)",
+            "bench xen: {} did not finish (partial figures above)",
             failed.join(", ")
         ))
     }
@@ -300,18 +336,58 @@ fn scenario(kind: Kind, settings: &Settings) -> Scenario {
     };
     Scenario {
         name: kind.scenario(),
-        about: "bench xen",
+        about: "bench xen: one guest's boots and smallest memory",
         guest,
         config,
-        check: CHECK,
-        timeout_s: settings.scenario_timeout_s(),
+        check: CHECK_GUEST,
+        timeout_s: settings.guest_timeout_s(),
         prepare: Some(prepare),
+        default: false,
+    }
+}
+
+/// The load scenario: its guests' images and configs are those the
+/// guests' own scenarios staged.
+fn load_scenario(settings: &Settings, guests: u32) -> Scenario {
+    Scenario {
+        name: LOAD_SCENARIO,
+        about: "bench xen: the load runs, all guests up, interleaved",
+        guest: Guest::Build(load_placeholder),
+        config: "# bench-load uses the configs of the guests' own scenarios\n",
+        check: CHECK_LOAD,
+        timeout_s: settings.load_timeout_s(guests),
+        prepare: Some(prepare_load),
         default: false,
     }
 }
 
 fn linux_kernel(_scratch: &Path) -> Result<PathBuf, Error> {
     Ok(linux::kit()?.vmlinuz.clone())
+}
+
+/// The load scenario boots no image of its own; e2e stages this note as
+/// its `app.elf`.
+fn load_placeholder(scratch: &Path) -> Result<PathBuf, Error> {
+    let p = scratch.join("none.txt");
+    std::fs::write(&p, "bench-load boots the images of bench-<guest>\n")
+        .map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(p)
+}
+
+fn prepare_load(scratch: &Path) -> Result<Vec<(String, u32, Vec<u8>)>, Error> {
+    let mut files = common_files(None, scratch)?;
+    let list: String = LOAD_GUESTS
+        .get()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|k| {
+            let (ip, mac) = load_address(*k);
+            format!("{} {ip} {mac}\n", k.name())
+        })
+        .collect();
+    files.push(("guests.list".to_string(), 0o644, list.into_bytes()));
+    Ok(files)
 }
 
 fn prepare_ringlet(scratch: &Path) -> Result<Vec<(String, u32, Vec<u8>)>, Error> {
@@ -329,24 +405,12 @@ fn prepare_epoll(scratch: &Path) -> Result<Vec<(String, u32, Vec<u8>)>, Error> {
 /// The files next to a guest in dom0: bench.env, the site (disk image and
 /// copies to compare with), the wrk script, the dom0 tool, the initramfs.
 fn prepare(kind: Kind, scratch: &Path) -> Result<Vec<(String, u32, Vec<u8>)>, Error> {
-    let s = settings();
-    let mut files = vec![
-        (
-            "bench.env".to_string(),
-            0o644,
-            bench_env(kind, &s).into_bytes(),
-        ),
-        ("bench.lua".to_string(), 0o644, LUA.as_bytes().to_vec()),
-        ("bench-dom0".to_string(), 0o755, dom0_tool(scratch)?),
-        (
-            "disk.img".to_string(),
-            0o644,
-            site::image().map_err(|e| e.to_string())?,
-        ),
-    ];
-    for f in &site::FILES {
-        files.push((format!("site-{}", f.name), 0o644, site::content(f)));
-    }
+    let mut files = common_files(Some(kind), scratch)?;
+    files.push((
+        "disk.img".to_string(),
+        0o644,
+        site::image().map_err(|e| e.to_string())?,
+    ));
     let server = match kind {
         Kind::Ringlet => None,
         Kind::Nginx => Some(Server::Nginx),
@@ -360,23 +424,33 @@ fn prepare(kind: Kind, scratch: &Path) -> Result<Vec<(String, u32, Vec<u8>)>, Er
     Ok(files)
 }
 
-/// The guest's settings for bench.sh, as sh assignments.
-fn bench_env(kind: Kind, s: &Settings) -> String {
-    let extra = match kind {
-        Kind::Ringlet => format!("ip={GUEST_CIDR} gw={GATEWAY}"),
-        Kind::Nginx => format!("server=nginx ip={GUEST_CIDR} gw={GATEWAY}"),
-        Kind::Epoll => format!("server=epoll ip={GUEST_CIDR} gw={GATEWAY}"),
-    };
+/// What every bench scenario has: bench.env, the wrk script, the dom0
+/// tool, copies of the site's files to compare answers with.
+fn common_files(kind: Option<Kind>, scratch: &Path) -> Result<Vec<(String, u32, Vec<u8>)>, Error> {
+    let s = settings();
+    let mut files = vec![
+        (
+            "bench.env".to_string(),
+            0o644,
+            bench_env(kind, &s).into_bytes(),
+        ),
+        ("bench.lua".to_string(), 0o644, LUA.as_bytes().to_vec()),
+        ("bench-dom0".to_string(), 0o755, dom0_tool(scratch)?),
+    ];
+    for f in &site::FILES {
+        files.push((format!("site-{}", f.name), 0o644, site::content(f)));
+    }
+    Ok(files)
+}
+
+/// A scenario's settings for bench-lib.sh, as sh assignments; `kind` is
+/// the guest of a guest's own scenario (none for the load scenario).
+fn bench_env(kind: Option<Kind>, s: &Settings) -> String {
     let files: Vec<String> = site::FILES
         .iter()
         .map(|f| format!("{}:{}", f.name, f.key))
         .collect();
-    let vars = [
-        ("BENCH_KIND", kind.name().to_string()),
-        ("BENCH_EXTRA", extra),
-        ("BENCH_IP", GUEST_IP.to_string()),
-        ("BENCH_PORT", "80".to_string()),
-        ("BENCH_MAC", GUEST_MAC.to_string()),
+    let mut vars = vec![
         ("BENCH_MEMORY_MB", MEMORY_MB.to_string()),
         ("BENCH_FILES", files.join(" ")),
         ("BENCH_MODES", MODES.join(" ")),
@@ -387,6 +461,9 @@ fn bench_env(kind: Kind, s: &Settings) -> String {
         ("BENCH_BOOT_TIMEOUT_S", s.boot_timeout_s.to_string()),
         ("BENCH_LOAD_CHECK_S", s.load_check_s.to_string()),
     ];
+    if let Some(kind) = kind {
+        vars.push(("BENCH_KIND", kind.name().to_string()));
+    }
     vars.iter()
         .map(|(k, v)| format!("{k}='{}'\n", v.replace('\'', "'\\''")))
         .collect()
@@ -540,21 +617,23 @@ mod test {
 
     #[test]
     fn env_quotes_and_names_every_setting() {
-        let env = bench_env(Kind::Nginx, &Settings::FULL);
+        let env = bench_env(Some(Kind::Nginx), &Settings::FULL);
         for var in [
             "BENCH_KIND='nginx'",
-            "BENCH_EXTRA='server=nginx ip=10.0.0.2/24 gw=10.0.0.1'",
             "BENCH_FILES='hello.txt:13b 4k.bin:4k 64k.bin:64k 1m.bin:1m'",
             "BENCH_MODES='ka1 ka16 ka64 pipe16 close16'",
         ] {
             assert!(env.contains(var), "{var} not in {env}");
         }
-        // bench.sh reads every variable bench.env sets, and no other.
+        assert!(!bench_env(None, &Settings::FULL).contains("BENCH_KIND"));
+        // The scripts read every variable bench.env sets.
         for line in env.lines() {
             let name = line.split('=').next().unwrap();
+            let read =
+                |s: &str| s.contains(&format!("${name}")) || s.contains(&format!("${{{name}"));
             assert!(
-                CHECK.contains(&format!("${name}")) || CHECK.contains(&format!("${{{name}")),
-                "bench.sh never reads {name}"
+                read(CHECK_GUEST) || read(CHECK_LOAD),
+                "no script reads {name}"
             );
         }
     }
@@ -581,8 +660,10 @@ mod test {
     #[test]
     fn timeouts_cover_the_work() {
         // A full scenario must fit its bound with room for slow boots.
-        let full = Settings::FULL.scenario_timeout_s();
-        assert!(full > 20 * 3 + 2 * 240 + 6 * 240, "{full}");
-        assert!(Settings::QUICK.scenario_timeout_s() < full);
+        let full = Settings::FULL.guest_timeout_s();
+        assert!(full > 2 * 240 + 6 * 240, "{full}");
+        assert!(Settings::QUICK.guest_timeout_s() < full);
+        let load = Settings::FULL.load_timeout_s(3);
+        assert!(load > 3 * (240 + 20 * 3 + 2 * 3), "{load}");
     }
 }
