@@ -9,6 +9,8 @@
 
 use std::path::Path;
 
+#[path = "scenarios/net.rs"]
+mod net;
 #[path = "scenarios/storage.rs"]
 mod storage;
 
@@ -88,6 +90,16 @@ pub const SCENARIOS: &[Scenario] = &[
         check: include_str!("scenarios/storage.sh"),
         timeout_s: 150,
         prepare: Some(storage::prepare),
+        default: true,
+    },
+    Scenario {
+        name: "net",
+        about: "apps/netecho on dom0's bridge: ping, 1 MiB through nc, 50 connections at once, UDP; then DHCP from udhcpd",
+        guest: Guest::App("ringlet-netecho"),
+        config: include_str!("scenarios/net.cfg"),
+        check: include_str!("scenarios/net.sh"),
+        timeout_s: 180,
+        prepare: Some(net::prepare),
         default: true,
     },
 ];
