@@ -204,11 +204,17 @@ impl BackendConfig {
             0,
         )?;
         let direct = SEGMENTS_PER_REQUEST_MAX as u64;
-        let (segments_max, indirect) = if indirect > direct {
-            (indirect.min(u64::from(INDIRECT_SEGMENTS_MAX)) as u32, true)
-        } else {
-            (direct as u32, false)
-        };
+        // Branch-free on purpose. The equivalent
+        // `if indirect > direct { (indirect.min(MAX) as u32, true) } else { (direct as u32, false) }`
+        // is miscompiled by rustc 1.95 / nightly 1.97 (LLVM 22) at
+        // opt-level >= 1 on x86_64-unknown-linux-gnu: the `min` is hoisted
+        // out of the branch with a `range(12, 0)` attribute on its argument,
+        // and the whole expression folds to `indirect.min(MAX)`, so a
+        // backend without indirect segments got `segments_max == 0` (found
+        // by the `blkif_response` fuzz target; see
+        // `test::segments_for_every_indirect_value`).
+        let segments_max = indirect.clamp(direct, u64::from(INDIRECT_SEGMENTS_MAX)) as u32;
+        let indirect = indirect > direct;
         Ok(BackendConfig {
             sector_size,
             sectors: bytes / u64::from(sector_size),
@@ -257,6 +263,33 @@ mod test {
         assert_eq!(c.segments_max, INDIRECT_SEGMENTS_MAX);
         assert!(!c.read_only);
         assert_eq!(c.block_info().size_bytes(), 1 << 20);
+    }
+
+    /// Regression: no `feature-max-indirect-segments` node, and every
+    /// value up to 40, give 11 direct segments up to 11 and `min(value,
+    /// 32)` indirect ones above. The old branchy form was miscompiled at
+    /// opt-level >= 1 (0 segments without the node): this test fails on it
+    /// under `cargo test --release`, which is how to run it.
+    #[test]
+    fn segments_for_every_indirect_value() {
+        let c = BackendConfig::parse(&nodes()).unwrap();
+        assert_eq!((c.segments_max, c.indirect), (11, false));
+        for v in 0..=40u64 {
+            let s = alloc::format!("{v}");
+            let c = BackendConfig::parse(&BackendNodes {
+                feature_max_indirect_segments: Some(&s),
+                ..nodes()
+            })
+            .unwrap();
+            // Not `if v <= 11 { .. } else { v.min(32) .. }`: the compiler
+            // bug miscompiles that form here too.
+            let want = match v {
+                0..=11 => (11, false),
+                12..=32 => (v as u32, true),
+                _ => (32, true),
+            };
+            assert_eq!((c.segments_max, c.indirect), want, "{v}");
+        }
     }
 
     #[test]
