@@ -249,7 +249,7 @@ impl Guest {
             log::warn!(
                 "grant {} still in use and the deferred list is full: leaking frame {:#x}",
                 gref.0,
-                p.gfn.0
+                p.gfn().0
             );
         }
     }

@@ -114,14 +114,7 @@ pub struct RingPage {
     pub port: Port,
 }
 
-/// A 4 KiB page of guest memory that may be granted to another domain.
-#[derive(Debug)]
-pub struct Page {
-    /// Where the page is mapped in the guest.
-    pub ptr: NonNull<u8>,
-    /// Its guest frame number, as written into a grant entry.
-    pub gfn: Gfn,
-}
+pub use crate::page::Page;
 
 /// The pages for granting are exhausted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,6 +186,10 @@ pub trait Hypervisor {
 
     /// Returns a page to the allocator. The caller MUST have ended every
     /// grant of it (the grant module guarantees this).
+    ///
+    /// Safe because a [`Page`] cannot be forged or copied: only this
+    /// implementation's `alloc_page` makes one. An implementation MAY panic
+    /// on a page it did not hand out (one from another domain on the sim).
     fn free_page(&self, page: Page);
 
     /// The xenstore ring and port (`HVM_PARAM_STORE_PFN`/`_EVTCHN`).

@@ -1,6 +1,7 @@
 //! Guest memory shared with other domains: [`SharedMem`], a view of shared
 //! bytes that is only ever read and written with volatile or atomic
-//! operations, and [`OwnedPage`], a page from the hypervisor's allocator that
+//! operations, [`Page`], the unforgeable token for a page the hypervisor
+//! allocated, and [`OwnedPage`], a page from the hypervisor's allocator that
 //! goes back to it when dropped.
 //!
 //! This is the one low-level module of the shared core that uses `unsafe`:
@@ -18,7 +19,7 @@ use crate::abi::grant_table::GrantEntryV1;
 use crate::abi::ring::SringHeader;
 use crate::abi::shared_info::{SharedInfo, VcpuInfo};
 use crate::guest::Guest;
-use crate::hypervisor::{Gfn, Page, PAGE_SIZE};
+use crate::hypervisor::{Gfn, PAGE_SIZE};
 
 /// Types that may be viewed in place in memory another domain writes.
 ///
@@ -259,6 +260,54 @@ impl<'a> SharedMem<'a> {
     }
 }
 
+/// A 4 KiB page of guest memory that may be granted to another domain: a
+/// token for one page that [`Hypervisor::alloc_page`](crate::hypervisor::Hypervisor::alloc_page) handed out.
+///
+/// Its fields are private and it is neither `Clone` nor `Copy`, so holding a
+/// `Page` proves the page is allocated and that nobody else can free it: this
+/// is what makes the safe [`Hypervisor::free_page`](crate::hypervisor::Hypervisor::free_page) sound (a forged `Page`
+/// could free memory another owner still uses). Only a hypervisor
+/// implementation makes one, with [`Page::new_unchecked`].
+///
+/// ```compile_fail
+/// use core::ptr::NonNull;
+/// use ringlet_xen::hypervisor::{Gfn, Page};
+/// // Safe code cannot make a `Page` for memory it does not own.
+/// let forged = Page { ptr: NonNull::dangling(), gfn: Gfn(0) };
+/// ```
+#[derive(Debug)]
+pub struct Page {
+    ptr: NonNull<u8>,
+    gfn: Gfn,
+}
+
+impl Page {
+    /// The token for the page mapped at `ptr` with frame number `gfn`.
+    ///
+    /// # Safety
+    ///
+    /// For use by [`Hypervisor`](crate::hypervisor::Hypervisor) implementations in `alloc_page` only. The
+    /// caller MUST guarantee that `ptr..ptr + PAGE_SIZE` is a page its
+    /// allocator has just handed out (mapped, `PAGE_SIZE`-aligned, zeroed),
+    /// that `gfn` is that page's frame number, and that no other `Page` for it
+    /// exists until this one is passed to the same implementation's
+    /// `free_page`.
+    pub unsafe fn new_unchecked(ptr: NonNull<u8>, gfn: Gfn) -> Page {
+        Page { ptr, gfn }
+    }
+
+    /// Where the page is mapped in the guest (never dereference it outside a
+    /// [`crate::page::SharedMem`]).
+    pub fn ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// Its guest frame number, as written into a grant entry.
+    pub fn gfn(&self) -> Gfn {
+        self.gfn
+    }
+}
+
 /// A page from the hypervisor's page allocator, owned by the guest: returned
 /// to the allocator when dropped. Pages are granted to a backend through
 /// [`crate::grant::GrantedPage`], which keeps the page until the grant ends.
@@ -291,7 +340,7 @@ impl OwnedPage {
 
     /// The page's guest frame number.
     pub fn gfn(&self) -> Gfn {
-        self.page().gfn
+        self.page().gfn()
     }
 
     /// The guest this page belongs to.
@@ -303,9 +352,10 @@ impl OwnedPage {
     pub fn mem(&self) -> SharedMem<'_> {
         // SAFETY: the `Hypervisor` contract: a page from `alloc_page` is
         // mapped at `ptr`, PAGE_SIZE bytes, until `free_page`, which only our
-        // `Drop` calls (after the borrow of `self` ends), and is only accessed
+        // `Drop` calls (after the borrow of `self` ends) since we hold the one
+        // `Page` token for it (unforgeable, not Clone), and is only accessed
         // with volatile or atomic operations.
-        unsafe { SharedMem::new(self.page().ptr, PAGE_SIZE) }
+        unsafe { SharedMem::new(self.page().ptr(), PAGE_SIZE) }
     }
 
     /// Gives up ownership without freeing: the page is leaked on purpose

@@ -77,7 +77,7 @@ impl MockXen {
             fail_next_bind: Cell::new(None),
             next_bind_port: Cell::new(None),
             xenstore: RingPage {
-                page: xs.ptr,
+                page: xs.ptr(),
                 port: Port(1),
             },
         })
@@ -179,10 +179,9 @@ fn alloc_into(pages: &mut [Option<NonNull<u8>>]) -> Result<Page, OutOfPages> {
     // SAFETY: the layout has a non-zero size.
     let ptr = NonNull::new(unsafe { alloc_zeroed(page_layout()) }).ok_or(OutOfPages)?;
     pages[i] = Some(ptr);
-    Ok(Page {
-        ptr,
-        gfn: Gfn(GFN_BASE + i as u64),
-    })
+    // SAFETY: a fresh zeroed page-aligned allocation, recorded in `pages`
+    // until `free_page` takes it out: the only token for it.
+    Ok(unsafe { Page::new_unchecked(ptr, Gfn(GFN_BASE + i as u64)) })
 }
 
 impl Drop for MockXen {
@@ -247,9 +246,9 @@ impl Hypervisor for MockXen {
     }
 
     fn free_page(&self, page: Page) {
-        let i = (page.gfn.0 - GFN_BASE) as usize;
+        let i = (page.gfn().0 - GFN_BASE) as usize;
         let p = self.pages.borrow_mut()[i].take().expect("double free");
-        assert_eq!(p, page.ptr);
+        assert_eq!(p, page.ptr());
         // SAFETY: allocated in `alloc_page` with this layout; removed from the
         // table above, so freed once.
         unsafe { dealloc(p.as_ptr(), Self::layout()) };

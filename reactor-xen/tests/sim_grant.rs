@@ -208,7 +208,7 @@ fn freeing_a_page_that_is_still_granted_is_a_guest_bug() {
     let (_sim, guest, _) = world();
     let page = guest.alloc_page().unwrap();
     let e = &guest.grant_entries()[20];
-    e.frame.store(page.gfn.0 as u32, Ordering::SeqCst);
+    e.frame.store(page.gfn().0 as u32, Ordering::SeqCst);
     e.flags.store(
         ringlet_xen::abi::grant_table::GTF_PERMIT_ACCESS,
         Ordering::SeqCst,
@@ -224,10 +224,10 @@ fn page_allocator_is_bounded() {
     let d = sim.create_domain(cfg);
     let pages: Vec<_> = (0..3).map(|_| d.alloc_page().unwrap()).collect();
     assert!(d.alloc_page().is_err());
-    let gfn = pages[1].gfn;
+    let gfn = pages[1].gfn();
     let mut it = pages.into_iter();
     let _a = it.next();
     d.free_page(it.next().unwrap());
     // The freed frame number is reused.
-    assert_eq!(d.alloc_page().unwrap().gfn, gfn);
+    assert_eq!(d.alloc_page().unwrap().gfn(), gfn);
 }

@@ -81,10 +81,11 @@ pub(crate) fn alloc_page() -> Result<Page, OutOfPages> {
         SHARED_PAGES.fetch_sub(1, Ordering::AcqRel);
         return Err(OutOfPages);
     };
-    Ok(Page {
-        ptr,
-        gfn: Gfn(ptr.as_ptr() as u64 / PAGE_SIZE as u64),
-    })
+    let gfn = Gfn(ptr.as_ptr() as u64 / PAGE_SIZE as u64);
+    // SAFETY: a fresh PAGE_LAYOUT allocation (page-aligned, zeroed) that
+    // nothing else references; PVH's guest-physical addresses are identity
+    // mapped, so its frame number is its address / PAGE_SIZE.
+    Ok(unsafe { Page::new_unchecked(ptr, gfn) })
 }
 
 /// Returns a page from [`alloc_page`] to the heap.
@@ -95,6 +96,6 @@ pub(crate) fn alloc_page() -> Result<Page, OutOfPages> {
 pub(crate) unsafe fn free_page(page: Page) {
     // SAFETY: the page was allocated with PAGE_LAYOUT by `alloc_page`
     // (caller), and no one else can reach it any more.
-    unsafe { HEAP.dealloc(page.ptr.as_ptr(), PAGE_LAYOUT) };
+    unsafe { HEAP.dealloc(page.ptr().as_ptr(), PAGE_LAYOUT) };
     SHARED_PAGES.fetch_sub(1, Ordering::AcqRel);
 }

@@ -205,12 +205,14 @@ impl Hypervisor for Pvh {
 
     fn free_page(&self, page: Page) {
         assert!(
-            (page.ptr.as_ptr() as usize).is_multiple_of(PAGE_SIZE)
-                && page.gfn.0 == page.ptr.as_ptr() as u64 / PAGE_SIZE as u64,
+            (page.ptr().as_ptr() as usize).is_multiple_of(PAGE_SIZE)
+                && page.gfn().0 == page.ptr().as_ptr() as u64 / PAGE_SIZE as u64,
             "free_page: not a page from alloc_page"
         );
-        // SAFETY: the trait's contract: `page` came from `alloc_page` and the
-        // caller ended every grant of it.
+        // SAFETY: a `Page` is made only by `Page::new_unchecked`, which this
+        // implementation calls only in `heap::alloc_page`, and is not Clone:
+        // so `page` came from `alloc_page` and is freed once. The trait's
+        // contract: the caller ended every grant of it.
         unsafe { heap::free_page(page) }
     }
 

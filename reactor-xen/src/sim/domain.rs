@@ -530,10 +530,9 @@ impl Hypervisor for SimDomain {
                 g
             }
         };
-        let frame = Rc::new(Frame::new_zeroed());
-        let ptr = frame.ptr();
+        let (frame, page) = Frame::new_guest_page(Gfn(gfn));
         d.pages.insert(gfn, frame);
-        Ok(Page { ptr, gfn: Gfn(gfn) })
+        Ok(page)
     }
 
     fn free_page(&self, page: Page) {
@@ -543,12 +542,13 @@ impl Hypervisor for SimDomain {
             .domains
             .get_mut(&self.id)
             .expect("a handle's domain exists");
-        let gfn = page.gfn.0;
-        let owned = d.pages.get(&gfn).is_some_and(|f| f.ptr() == page.ptr);
+        let gfn = page.gfn().0;
+        let owned = d.pages.get(&gfn).is_some_and(|f| f.ptr() == page.ptr());
         assert!(
             owned,
             "free_page: d{} does not own gfn {gfn:#x} at {:p}",
-            self.id.0, page.ptr
+            self.id.0,
+            page.ptr()
         );
         for (i, e) in d.mem.grants.iter().enumerate() {
             let granted = e.flags.load(Ordering::SeqCst) & GTF_PERMIT_ACCESS != 0;

@@ -13,7 +13,7 @@ use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
 use crate::abi::console::XenconsInterface;
 use crate::abi::shared_info::SharedInfo;
 use crate::abi::xs_wire::XenstoreDomainInterface;
-use crate::hypervisor::PAGE_SIZE;
+use crate::hypervisor::{Gfn, Page, PAGE_SIZE};
 use crate::page::SharedMem;
 
 /// One page of simulated RAM, freed when the last owner drops it.
@@ -40,6 +40,20 @@ impl Frame {
             handle_alloc_error(layout)
         };
         Frame { ptr }
+    }
+
+    /// A new zeroed frame for a guest's RAM, with the guest's [`Page`] token
+    /// for it as frame `gfn`.
+    ///
+    /// The caller (the domain's allocator) MUST keep the `Rc` in the
+    /// domain's page table until the token comes back through `free_page`.
+    pub(crate) fn new_guest_page(gfn: Gfn) -> (alloc::rc::Rc<Frame>, Page) {
+        let frame = alloc::rc::Rc::new(Frame::new_zeroed());
+        // SAFETY: the frame is new, PAGE_SIZE bytes, page-aligned and zeroed,
+        // so this is the only token for it; the allocator keeps `frame` alive
+        // until the token is freed (this fn's contract).
+        let page = unsafe { Page::new_unchecked(frame.ptr, gfn) };
+        (frame, page)
     }
 
     /// The page's address, for the guest that owns it.
