@@ -18,6 +18,7 @@ commands:
   test               fmt check, clippy, every workspace test, then the real-Xen suite
   bench <suite>      run a benchmark suite (executor; xen: Ringlet httpd vs Linux domUs)
   e2e [scenario ...] the real-Xen suite (Xen inside QEMU, or xl on a Xen host)
+  demo [--for S]     the httpd appliance on Xen, serving http://localhost:8080/ until Ctrl-C
   build <app>        build an appliance for x86_64-unknown-none, print its path and size
   help               this text
 ";
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("e2e") => e2e::command(&args[1..]),
+        Some("demo") => e2e::demo::command(&args[1..]),
         Some("build") => e2e::build_command(&args[1..]),
         Some("help") | Some("-h") | Some("--help") => {
             print!("{USAGE}");

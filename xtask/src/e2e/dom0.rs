@@ -32,7 +32,9 @@ pub const PACKAGES: &[&str] = &[
     "apache2-utils",
     "wrk",
 ];
-/// Kernel modules kept (with what they depend on); dom0's /init loads them.
+/// Kernel modules kept (with what they depend on); dom0's /init loads them,
+/// except `e1000`: the NIC of QEMU's user network, which only `cargo xtask
+/// demo` gives dom0 (its dom0 script loads it).
 pub const MODULES: &[&str] = &[
     "xenfs",
     "xen-evtchn",
@@ -43,6 +45,7 @@ pub const MODULES: &[&str] = &[
     "xen-blkback",
     "bridge",
     "loop",
+    "e1000",
 ];
 /// Host packages the build and the QEMU run need.
 pub const HOST_PACKAGES: &[&str] = &[

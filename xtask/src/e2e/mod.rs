@@ -16,6 +16,7 @@
 //!    once.
 
 mod cpio;
+pub mod demo;
 pub mod dom0;
 mod guest;
 mod native;

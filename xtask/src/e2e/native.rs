@@ -89,7 +89,7 @@ pub fn run(
 }
 
 /// Creates the bridge unless it exists; whether it was created.
-fn ensure_bridge(host: &Host) -> Result<bool, Error> {
+pub(super) fn ensure_bridge(host: &Host) -> Result<bool, Error> {
     let exists = Command::new("ip")
         .args(["link", "show", &host.bridge])
         .stdout(Stdio::null())

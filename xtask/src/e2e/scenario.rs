@@ -13,6 +13,8 @@ use std::path::Path;
 mod net;
 #[path = "scenarios/storage.rs"]
 mod storage;
+#[path = "scenarios/httpd.rs"]
+pub mod httpd;
 
 /// How a scenario's guest image is made.
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +93,16 @@ pub const SCENARIOS: &[Scenario] = &[
         timeout_s: 150,
         prepare: Some(storage::prepare),
         default: true,
+    },
+    Scenario {
+        name: "httpd",
+        about: "apps/httpd: the demo site from a vbd; curl checksums, HEAD, 404, Range, 304, wrk and ab load, xl shutdown",
+        guest: Guest::App("ringlet-httpd"),
+        config: include_str!("scenarios/httpd.cfg"),
+        check: include_str!("scenarios/httpd.sh"),
+        timeout_s: 240,
+        prepare: Some(httpd::prepare),
+        default: false,
     },
     Scenario {
         name: "net",
