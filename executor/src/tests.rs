@@ -861,15 +861,16 @@ fn a_foreign_loop_drives_the_executor_through_step() {
         }
     });
 
+    // A spinning loop (step Busy forever, or a deadline that never passes)
+    // fails here; a few dozen turns are enough when it works.
+    const TURNS_MAX: usize = 100_000;
     let mut buf = [0u8; 16];
     let mut events = 0;
     let mut unparks = 0;
-    let start = std::time::Instant::now();
+    let mut turns = 0;
     loop {
-        assert!(
-            start.elapsed() < StdDuration::from_secs(10),
-            "foreign loop stuck"
-        );
+        turns += 1;
+        assert!(turns <= TURNS_MAX, "foreign loop stuck");
         let step = ex.step();
         if done.get() == 4 {
             break;
@@ -1036,21 +1037,22 @@ fn std_clock_timers_never_fire_early() {
             ex.spawn(async move {
                 let deadline = Instant::now() + d;
                 sleep(d).await;
-                let late = Instant::now() - deadline;
                 assert!(Instant::now() >= deadline);
-                late
+                d
             })
         })
         .collect();
     let start = ex.now();
-    ex.block_on(async {
+    let longest = ex.block_on(async {
+        let mut longest = Duration::ZERO;
         for h in hs {
-            let late = h.await.unwrap();
-            assert!(late < Duration::from_secs(2), "fired {late:?} late");
+            longest = longest.max(h.await.unwrap());
         }
+        longest
     });
-    let took = ex.now() - start;
-    assert!(took >= Duration::from_micros(4_000) && took < Duration::from_secs(5));
+    // Never early; how late is the machine's business (no wall-clock upper
+    // bound: timing belongs in bench/).
+    assert!(ex.now() - start >= longest);
 }
 
 #[cfg(feature = "std")]
@@ -1060,8 +1062,8 @@ fn std_block_on_sleeps_on_the_real_clock() {
     let wall = std::time::Instant::now();
     ex.block_on(sleep(Duration::from_millis(20)));
     let took = wall.elapsed();
+    // Never early (no upper bound: a loaded machine may be late).
     assert!(took >= std::time::Duration::from_millis(20), "{took:?}");
-    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
 }
 
 #[cfg(feature = "std")]
