@@ -1269,7 +1269,8 @@ impl XenstoreRingServer {
         }
     }
 
-    /// Serves `dom`'s ring: handles every whole request in `req`, queues the
+    /// Serves `dom`'s ring: handles every whole request in `req` while fewer
+    /// than [`DELIVERIES_QUEUED_MAX`] messages wait for `dom`, queues the
     /// replies and events, and writes what fits of `dom`'s queue into `rsp`.
     /// `fault` is asked whether a fault site fires now. Returns whether `dom`
     /// should be notified (bytes were consumed or produced).
@@ -1280,13 +1281,22 @@ impl XenstoreRingServer {
         fault: &mut dyn FnMut(FaultSite) -> bool,
     ) -> bool {
         let (req, _) = rings(iface);
-        let mut notify = false;
+        // Room first: replies the guest has made space for go out before
+        // more requests are taken.
+        let mut notify = self.flush(dom, iface);
         loop {
             let Some(conn) = self.conns.get_mut(&dom.0) else {
                 return false;
             };
             if conn.broken.is_some() {
                 return notify;
+            }
+            // Back-pressure: a guest that does not read its replies gets no
+            // more served (its requests wait in its ring) rather than a
+            // queue that grows without bound. Each request adds at most one
+            // reply here (events are dropped at the bound instead).
+            if conn.out.len() >= DELIVERIES_QUEUED_MAX {
+                break;
             }
             let (header, payload) = match conn.reader.poll_message(&mut conn.req, &req, &mut notify)
             {
@@ -2244,6 +2254,40 @@ mod test {
         assert!(srv.events_dropped(D1) > 0);
         assert!(srv.conns[&1].out.len() <= DELIVERIES_QUEUED_MAX);
         let _ = g.recv(&p);
+    }
+
+    #[test]
+    fn ring_server_bounds_queued_replies() {
+        // A hostile guest sends requests and never reads the replies: the
+        // daemon stops taking requests once its queue for the guest is full
+        // (the request ring then fills), instead of queueing without bound.
+        let mut srv = XenstoreRingServer::new(XenstoredState::default());
+        let p = page();
+        srv.connect(D1, "one", &p.0).unwrap();
+        let mut g = Guest::new(&p);
+        let mut stream = Vec::new();
+        let mut sent = 0;
+        for i in 0..(8 * DELIVERIES_QUEUED_MAX as u32) {
+            stream.extend(req(T::Read, i, 0, b"data/none\0"));
+            sent += g.send(&p, &stream[sent..]);
+            srv.serve(D1, &p.0, &mut never);
+            assert!(srv.conns[&1].out.len() <= DELIVERIES_QUEUED_MAX);
+        }
+        assert!(sent < stream.len(), "the guest's request ring filled up");
+        // Once the guest reads, the daemon goes on: every request is
+        // answered, in order.
+        let mut ids = Vec::new();
+        for _ in 0..(64 * DELIVERIES_QUEUED_MAX) {
+            sent += g.send(&p, &stream[sent..]);
+            srv.serve(D1, &p.0, &mut never);
+            ids.extend(g.recv(&p).into_iter().map(|(h, _)| h.req_id));
+            if sent == stream.len() && !srv.has_output(D1) && ids.len() == 8 * DELIVERIES_QUEUED_MAX
+            {
+                break;
+            }
+        }
+        let want: Vec<u32> = (0..(8 * DELIVERIES_QUEUED_MAX as u32)).collect();
+        assert_eq!(ids, want);
     }
 
     proptest::proptest! {
