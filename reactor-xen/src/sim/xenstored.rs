@@ -58,6 +58,12 @@ pub struct Limits {
     pub transactions_per_domain_max: usize,
 }
 
+/// Paths one transaction may read or write, and mutations it may record,
+/// each at most (a guest's transaction otherwise grows without bound); past
+/// it an operation in the transaction answers `EQUOTA`. cxenstored's
+/// per-transaction node quota is of the same size.
+pub const TRANSACTION_ENTRIES_MAX: usize = 1024;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -775,6 +781,9 @@ impl XenstoredState {
             .get_mut(&from.0)
             .and_then(|d| d.transactions.get_mut(&tx))
             .ok_or(XenstoreError::NoEnt)?;
+        if t.accessed.len() >= TRANSACTION_ENTRIES_MAX || t.ops.len() >= TRANSACTION_ENTRIES_MAX {
+            return Err(XenstoreError::Quota);
+        }
         let mut view = View {
             nodes: &mut t.snapshot,
             generation: &mut t.generation,
@@ -2254,6 +2263,53 @@ mod test {
         assert!(srv.events_dropped(D1) > 0);
         assert!(srv.conns[&1].out.len() <= DELIVERIES_QUEUED_MAX);
         let _ = g.recv(&p);
+    }
+
+    #[test]
+    fn a_transaction_is_bounded() {
+        // A hostile guest reads ever new paths, or writes again and again,
+        // in one transaction: past TRANSACTION_ENTRIES_MAX it gets EQUOTA,
+        // and what the daemon holds for the transaction stays bounded.
+        fn call(xs: &mut XenstoredState, kind: T, tx_id: u32, payload: &[u8]) -> (u32, Vec<u8>) {
+            let header = XsdSockmsg {
+                type_: kind as u32,
+                req_id: 7,
+                tx_id,
+                len: payload.len() as u32,
+            };
+            let d = xs.handle(D1, header, payload);
+            let h = XsdSockmsg::from_bytes(d[0].msg[..XsdSockmsg::SIZE].try_into().unwrap());
+            (h.type_, d[0].msg[XsdSockmsg::SIZE..].to_vec())
+        }
+        for write in [false, true] {
+            let mut xs = XenstoredState::default();
+            xs.introduce(D1, "one");
+            let (kind, id) = call(&mut xs, T::TransactionStart, 0, b"\0");
+            assert_eq!(kind, T::TransactionStart as u32);
+            let tx: u32 = core::str::from_utf8(&id[..id.len() - 1])
+                .unwrap()
+                .parse()
+                .unwrap();
+            let mut quota = 0;
+            for i in 0..(2 * TRANSACTION_ENTRIES_MAX) {
+                let (kind, payload) = if write {
+                    call(&mut xs, T::Write, tx, b"/local/domain/1/k\0v")
+                } else {
+                    let path = format!("/local/domain/1/k{i}\0");
+                    call(&mut xs, T::Read, tx, path.as_bytes())
+                };
+                if kind == T::Error as u32 && payload == b"EQUOTA\0" {
+                    quota += 1;
+                }
+            }
+            assert!(quota >= TRANSACTION_ENTRIES_MAX, "write {write}: {quota}");
+            let t = &xs.domains[&1].transactions[&tx];
+            assert!(
+                t.accessed.len() <= TRANSACTION_ENTRIES_MAX + 8,
+                "write {write}"
+            );
+            assert!(t.ops.len() <= TRANSACTION_ENTRIES_MAX, "write {write}");
+        }
     }
 
     #[test]
