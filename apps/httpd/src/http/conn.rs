@@ -15,7 +15,9 @@
 //!   done (is_done): close the connection
 //!
 //!   Open ──(4) end_of_input()──► InputEnded: no more bytes; what is queued
-//!                                is answered; a partial head is dropped
+//!                                or still buffered is parsed and answered;
+//!                                a partial head at the end is dropped
+//!   InputEnded ──(5) queue and buffer empty──► done
 //! ```
 //!
 //! Bounds: the buffer holds at most [`HEAD_BYTES_MAX`] bytes (so a head
@@ -123,13 +125,13 @@ impl Connection {
         n
     }
 
-    /// The peer sent its FIN: no more input (transition 4). Queued items
-    /// are still answered; a partial head is dropped.
+    /// The peer sent its FIN: no more input (transition 4). Queued and
+    /// buffered requests are still answered; a partial head at the end is
+    /// dropped.
     pub fn end_of_input(&mut self) {
         if self.state == State::Open {
             self.state = State::InputEnded;
-            self.start = 0;
-            self.end = 0;
+            self.parse_queued();
         }
     }
 
@@ -157,9 +159,14 @@ impl Connection {
     }
 
     /// Whether the connection is over: nothing is queued and nothing more
-    /// will be parsed (transition 3).
+    /// will be parsed (transitions 3 and 5).
     pub fn is_done(&self) -> bool {
-        self.queue.is_empty() && self.state != State::Open
+        self.queue.is_empty()
+            && match self.state {
+                State::Open => false,
+                State::Stopped => true,
+                State::InputEnded => self.start == self.end,
+            }
     }
 
     /// Bytes received and not yet parsed (part of the next head).
@@ -178,7 +185,7 @@ impl Connection {
     }
 
     fn parse_queued(&mut self) {
-        while self.state == State::Open && self.queue.len() < PIPELINE_DEPTH_MAX {
+        while self.state != State::Stopped && self.queue.len() < PIPELINE_DEPTH_MAX {
             // Empty lines between requests are skipped (RFC 9112 §2.2).
             while self.start < self.end {
                 match self.buf[self.start] {
@@ -199,6 +206,11 @@ impl Connection {
                     // A head cannot be longer than the buffer, and parse()
                     // refuses a partial head that fills it.
                     debug_assert!(self.end - self.start < HEAD_BYTES_MAX);
+                    if self.state == State::InputEnded {
+                        // It will never be completed (transition 4).
+                        self.start = 0;
+                        self.end = 0;
+                    }
                     return;
                 }
                 Parse::Complete(req, n) => {
@@ -369,6 +381,25 @@ mod test {
         assert!(c.spare().is_empty());
         assert_eq!(target(c.next_item().unwrap()), "/a");
         assert!(c.next_item().is_none() && c.is_done());
+    }
+
+    #[test]
+    fn end_of_input_still_answers_requests_beyond_the_queue() {
+        // Found by the fuzz target: more pipelined requests than the queue
+        // holds, then the FIN; the ones still in the buffer were dropped.
+        let mut c = Connection::new();
+        let n = PIPELINE_DEPTH_MAX + 5;
+        let mut input: Vec<u8> = (0..n).flat_map(|i| req(&format!("/{i}"))).collect();
+        input.extend_from_slice(b"GET /partial HT");
+        assert_eq!(c.receive(&input), input.len());
+        assert_eq!(c.queued(), PIPELINE_DEPTH_MAX);
+        c.end_of_input();
+        for i in 0..n {
+            assert!(!c.is_done());
+            assert_eq!(target(c.next_item().unwrap()), format!("/{i}"));
+        }
+        assert!(c.next_item().is_none() && c.is_done());
+        assert_eq!(c.buffered(), 0);
     }
 
     #[test]
