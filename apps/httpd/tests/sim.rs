@@ -351,9 +351,25 @@ fn pipelined_responses_come_in_request_order() {
             .await;
         assert_eq!(r.header("Connection"), Some("close"));
         assert!(c.closed().await, "the request after `close` was answered");
+
+        // 20 pipelined requests and then the FIN (half-close): every one is
+        // answered, then the server closes too.
+        let mut c = Client::connect(&client).await;
+        let mut all = Vec::new();
+        for i in 0..20 {
+            let p = if i % 2 == 0 { "/style.css" } else { "/" };
+            all.extend_from_slice(format!("GET {p} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        }
+        c.send(&all).await;
+        c.stream.shutdown().await.unwrap();
+        for i in 0..20 {
+            let r = c.response(false).await.unwrap();
+            assert_eq!(r.body, if i % 2 == 0 { STYLE } else { INDEX }, "response {i}");
+        }
+        assert!(c.closed().await);
     });
     let stats = w.shutdown();
-    assert_eq!(stats.responses, 21);
+    assert_eq!(stats.responses, 41);
 }
 
 #[test]
