@@ -13,7 +13,9 @@
 
 ip=10.0.0.2
 mac=00:16:3e:00:00:02   # httpd.cfg
-base=http://$ip
+# The port spelled out: wrk resolves a missing one through /etc/services,
+# which dom0 does not have.
+base=http://$ip:80
 dom=$E2E_DOMAIN
 out=$E2E_OUT
 big=big.bin             # httpd.rs BIG_FILE
@@ -130,7 +132,10 @@ requests=$(awk '/requests in/ { print $1 }' "$out/wrk")
 e2e_figure wrk_requests_per_s "$rps" req/s
 e2e_figure wrk_requests "$requests" requests
 
-ab -q -k -n 1000 -c 10 "$base/index.html" > "$out/ab" 2>&1 || e2e_fail "ab: $(tail -n 1 "$out/ab")"
+if ! ab -q -k -n 1000 -c 10 "$base/index.html" > "$out/ab" 2>&1; then
+    sed 's/^/  | /' "$out/ab"
+    e2e_fail "ab: $(grep -v '^Total of' "$out/ab" | tail -n 1) ($(grep -m 1 '^Total of' "$out/ab"))"
+fi
 complete=$(awk '/^Complete requests:/ { print $3 }' "$out/ab")
 failed=$(awk '/^Failed requests:/ { print $3 }' "$out/ab")
 non2xx=$(awk '/^Non-2xx responses:/ { print $3 }' "$out/ab")
@@ -145,3 +150,5 @@ xl shutdown "$dom" > "$out/xl-shutdown" 2>&1 || e2e_fail "xl shutdown: $(tail -n
 e2e_expect_clean_exit "$dom" 30
 t1=$(e2e_now_ns)
 e2e_figure shutdown_ms "$(e2e_ms_between "$t0" "$t1")" ms
+line=$(e2e_wait_console 'httpd: stopped' 10)
+e2e_log "console: $(echo "$line" | tr -d '\r' | sed 's/.*httpd: stopped/httpd: stopped/')"
