@@ -11,7 +11,6 @@
 #   BENCH_AB              1: cross-check two runs per guest with ab
 #   BENCH_BISECT_STEPS    bound on the memory search's boots
 #   BENCH_BOOT_TIMEOUT_S  bound on xl create -> first 200 at full memory
-#   BENCH_LOAD_CHECK_S    seconds of load each memory step must serve
 #
 # A guest is described by BENCH_KIND (ringlet | nginx | epoll), BENCH_SCENARIO
 # (bench-<kind>, which names its figures and holds its files), BENCH_IP,

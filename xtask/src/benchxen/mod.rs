@@ -96,8 +96,6 @@ pub struct Settings {
     pub boots: u32,
     /// Bound on the bisection's boots.
     pub bisect_steps: u32,
-    /// Seconds of load each bisection step must serve.
-    pub load_check_s: u32,
     /// Cross-check with ab.
     pub ab: bool,
     /// Bound on the first boot, seconds.
@@ -110,7 +108,6 @@ impl Settings {
         duration_s: 3,
         boots: 2,
         bisect_steps: 6,
-        load_check_s: 2,
         ab: true,
         boot_timeout_s: 240,
     };
@@ -119,7 +116,6 @@ impl Settings {
         duration_s: 1,
         boots: 1,
         bisect_steps: 3,
-        load_check_s: 1,
         ab: false,
         boot_timeout_s: 240,
     };
@@ -128,7 +124,7 @@ impl Settings {
     /// search's boots with their checks.
     fn guest_timeout_s(&self) -> u32 {
         let boots = self.boots * (self.boot_timeout_s + 60);
-        let search = self.bisect_steps * (self.boot_timeout_s + 3 * self.load_check_s + 120);
+        let search = self.bisect_steps * (2 * self.boot_timeout_s + 120);
         120 + boots + search
     }
 
@@ -459,7 +455,6 @@ fn bench_env(kind: Option<Kind>, s: &Settings) -> String {
         ("BENCH_AB", u8::from(s.ab).to_string()),
         ("BENCH_BISECT_STEPS", s.bisect_steps.to_string()),
         ("BENCH_BOOT_TIMEOUT_S", s.boot_timeout_s.to_string()),
-        ("BENCH_LOAD_CHECK_S", s.load_check_s.to_string()),
     ];
     if let Some(kind) = kind {
         vars.push(("BENCH_KIND", kind.name().to_string()));

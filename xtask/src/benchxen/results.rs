@@ -297,10 +297,14 @@ pub struct Ratios {
     pub rps: Option<f64>,
     /// The smallest and largest per-pair requests/s ratio.
     pub rps_range: Option<(f64, f64)>,
+    /// The median per-pair requests/s ratio (robust to one wild run).
+    pub rps_median: Option<f64>,
     /// CPU per request, geometric mean.
     pub cpu: Option<f64>,
     /// See `rps_range`.
     pub cpu_range: Option<(f64, f64)>,
+    /// See `rps_median`.
+    pub cpu_median: Option<f64>,
     /// `xl create` → first 200 (medians).
     pub boot: Option<f64>,
     /// Smallest working memory.
@@ -339,8 +343,10 @@ impl Ratios {
         Self {
             rps: geomean(&rps),
             rps_range: range(&rps),
+            rps_median: median(rps.clone()),
             cpu: geomean(&cpu),
             cpu_range: range(&cpu),
+            cpu_median: median(cpu.clone()),
             boot: div(guest.boot_ms(), nginx.boot_ms()),
             memory: div(guest.min_memory_mb, nginx.min_memory_mb),
             image: div(
@@ -675,15 +681,16 @@ impl Run {
             let Some(r) = self.ratios(*k) else { continue };
             for t in TARGETS {
                 let ratio = t.ratio(&r);
-                let range = match t.what {
-                    "requests/s" => r.rps_range,
-                    "CPU per request" => r.cpu_range,
-                    _ => None,
+                let (range, med) = match t.what {
+                    "requests/s" => (r.rps_range, r.rps_median),
+                    "CPU per request" => (r.cpu_range, r.cpu_median),
+                    _ => (None, None),
                 };
                 rows.push(vec![
                     k.name().to_string(),
                     t.what.to_string(),
                     ratio.map_or("-".into(), |v| format!("{v:.3}×")),
+                    med.map_or(String::new(), |v| format!("{v:.2}×")),
                     range.map_or(String::new(), |(lo, hi)| format!("{lo:.2}–{hi:.2}×")),
                     format!("{}{}×", if t.at_least { "≥ " } else { "≤ " }, t.bound),
                     match ratio {
@@ -695,12 +702,20 @@ impl Run {
             }
         }
         if !rows.is_empty() {
-            let header = ["guest", "ratio to nginx", "value", "range", "target", ""]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+            let header = [
+                "guest",
+                "ratio to nginx",
+                "value",
+                "median",
+                "range",
+                "target",
+                "",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
             table(
-                "Ratios to the nginx guest (geometric means over file × mode)",
+                "Ratios to the nginx guest (value: geometric mean over file × mode; also their median and range)",
                 header,
                 rows,
             );
@@ -846,8 +861,12 @@ impl Run {
             j.open('{');
             j.key("requests_per_s");
             j.opt(r.rps);
+            j.key("requests_per_s_median");
+            j.opt(r.rps_median);
             j.key("cpu_per_request");
             j.opt(r.cpu);
+            j.key("cpu_per_request_median");
+            j.opt(r.cpu_median);
             j.key("create_to_first_200");
             j.opt(r.boot);
             j.key("smallest_memory");
