@@ -295,7 +295,11 @@ impl RxAssembler {
 
 /// Fills the TCP or UDP checksum of an IPv4 frame whose checksum a backend
 /// left blank (`NETRXF_csum_blank`: Linux's `CHECKSUM_PARTIAL`). Returns
-/// whether it could.
+/// whether it could; the frame is untouched when it could not.
+///
+/// It cannot when the frame is not an unfragmented IPv4 (version 4) TCP or
+/// UDP packet with whole headers: a fragment's checksum covers bytes it does
+/// not hold (and in a later fragment the "header" is payload).
 pub fn fill_checksum(frame: &mut [u8]) -> bool {
     let Ok(mut eth) = EthernetFrame::new_checked(&mut *frame) else {
         return false;
@@ -306,6 +310,11 @@ pub fn fill_checksum(frame: &mut [u8]) -> bool {
     let Ok(mut ip) = Ipv4Packet::new_checked(eth.payload_mut()) else {
         return false;
     };
+    // `new_checked` checks lengths only (found by the netfront_rx fuzz
+    // target: a version-2 header was filled and accepted).
+    if ip.version() != 4 || ip.more_frags() || ip.frag_offset() != 0 {
+        return false;
+    }
     let (src, dst) = (
         IpAddress::Ipv4(ip.src_addr()),
         IpAddress::Ipv4(ip.dst_addr()),
@@ -622,6 +631,40 @@ mod test {
             step,
             RxStep::Dropped(RxDrop::Malformed(RxMalformed::CsumBlank))
         );
+    }
+
+    /// Regression (netfront_rx fuzz target): only an unfragmented IPv4
+    /// header gets a checksum filled; anything else is left alone.
+    #[test]
+    fn fill_checksum_refuses_other_versions_and_fragments() {
+        let good = udp_frame();
+        let mut blank = good.clone();
+        blank[40] = 0x12;
+        blank[41] = 0x34;
+        let mut f = blank.clone();
+        assert!(fill_checksum(&mut f));
+        assert_eq!(f, good);
+        let cases: [(usize, u8); 4] = [
+            (14, 0x25),     // version 2, IHL 5
+            (14, 0x65),     // version 6, IHL 5
+            (14 + 6, 0x20), // more fragments
+            (14 + 7, 0x01), // fragment offset 1
+        ];
+        for (at, byte) in cases {
+            let mut f = blank.clone();
+            f[at] = byte;
+            let before = f.clone();
+            assert!(!fill_checksum(&mut f), "byte {at} = {byte:#x}");
+            assert_eq!(f, before, "byte {at} = {byte:#x}: frame changed");
+            let mut a = RxAssembler::new(false);
+            let step = a.push(&rsp(0, f.len() as i16, NETRXF_CSUM_BLANK), |_, dst| {
+                dst.copy_from_slice(&f)
+            });
+            assert_eq!(
+                step,
+                RxStep::Dropped(RxDrop::Malformed(RxMalformed::CsumBlank))
+            );
+        }
     }
 
     #[test]
