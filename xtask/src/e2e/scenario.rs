@@ -110,7 +110,7 @@ pub const SCENARIOS: &[Scenario] = &[
         guest: Guest::App("ringlet-netecho"),
         config: include_str!("scenarios/net.cfg"),
         check: include_str!("scenarios/net.sh"),
-        timeout_s: 180,
+        timeout_s: 240,
         prepare: Some(net::prepare),
         default: true,
     },

@@ -28,13 +28,15 @@ kv() {
     echo "$2" | sed -n "s/.*\\b$1=\\([0-9.]*\\).*/\\1/p"
 }
 
-# Waits until the guest answers a ping (ARP, the link), bounded.
+# Waits until the guest answers a ping (ARP, the link), bounded: TRIES
+# pings of up to 2 s each. Logs the first answer's rtt and which try it was.
 wait_ping() {
-    local i=0
-    until ping -c 1 -W 1 "$1" > /dev/null 2>&1; do
+    local i=1 out
+    until out=$(ping -n -c 1 -W 2 "$1" 2>&1); do
         i=$((i + 1))
-        [ "$i" -lt "$2" ] || e2e_fail "$1 does not answer ping after $2 tries"
+        [ "$i" -le "$2" ] || e2e_fail "$1 does not answer ping after $2 tries"
     done
+    e2e_log "first ping of $1 answered on try $i: $(echo "$out" | grep -o 'time=[0-9.]* ms')"
 }
 
 # ping -c N: reports rtt min/avg/max (figures LABEL_rtt_*_ms); fails on loss.
@@ -79,9 +81,33 @@ guest_cpu_s() {
     xl list "$1" | awk 'NR == 2 { print $6 }'
 }
 
+# The guest's CPU time over IDLE_S seconds without traffic (figure
+# LABEL_idle_cpu_s): an idle appliance sleeps in Xen (no busy polling), so
+# it must use well under a third of it.
+idle_cpu() {
+    local dom=$1 idle_s=$2 label=$3 before used
+    before=$(guest_cpu_s "$dom")
+    sleep "$idle_s"
+    used=$(echo "$before $(guest_cpu_s "$dom")" | awk '{ printf "%.1f", $2 - $1 }')
+    e2e_figure "${label}idle_cpu_s" "$used" s
+    echo "$used $idle_s" | awk '{ exit !($1 * 3 < $2) }' \
+        || e2e_fail "$dom used $used s of CPU in $idle_s s without traffic"
+}
+
+# Fails if dom0's kernel logged anything about the guest's vif besides
+# "Guest Rx ready" (xen-netback reports protocol errors of a frontend
+# there: "Cross page boundary", "Too many slots", "Invalid tx request",
+# "Guest Rx stalled", a fatal error that disables the vif...).
+netback_quiet() {
+    local domid=$1 said
+    said=$(dmesg | grep "vif vif-$domid-" | grep -v ': Guest Rx ready$' || true)
+    [ -z "$said" ] || e2e_fail "xen-netback on domain $domid's vif: $(echo "$said" | head -n 2 | tr '\n' ' ')"
+}
+
 # xl shutdown, the guest's summary, a clean exit.
 shut_down() {
     local dom=$1
+    netback_quiet "$E2E_DOMID"
     xl shutdown "$dom" > /dev/null 2>&1 || e2e_fail "xl shutdown $dom"
     e2e_wait_console 'netecho: (done|main failed)|panic' 30 > "$E2E_OUT/line"
     grep -q 'netecho: done' "$E2E_OUT/line" \
@@ -111,6 +137,7 @@ echo "$line" | grep -q "netecho: ip $guest_ip/24 gw $dom0_ip (static)" \
 # Ping.
 wait_ping "$guest_ip" 10
 e2e_figure first_ping_ms "$(e2e_ms_between "$up" "$(e2e_now_ns)")" ms
+idle_cpu "$dom" 3 ""
 ping_figures "$guest_ip" 5 ""
 
 # 1 MiB of random bytes through the TCP echo.
@@ -199,6 +226,7 @@ grep -i "^$mac " "$E2E_OUT/leases.txt" | grep -q " $lease_ip " \
     || e2e_fail "udhcpd's lease for $mac is not $lease_ip: $(grep -i "^$mac " "$E2E_OUT/leases.txt")"
 e2e_log "udhcpd: $(grep -i "^$mac " "$E2E_OUT/leases.txt")"
 wait_ping "$lease_ip" 10
+idle_cpu "$dom" 3 dhcp.
 ping_figures "$lease_ip" 3 dhcp.
 head -c 65536 /dev/urandom > "$E2E_OUT/small"
 nc_echo "$lease_ip" "$E2E_OUT/small" dhcp.transfer_64k
