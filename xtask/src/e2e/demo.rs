@@ -631,6 +631,12 @@ fn run(
                                 );
                                 continue;
                             }
+                            if state.stop_sent_at.is_some() {
+                                println!(
+                                    "demo: {url} served (checked from here); stopping as asked"
+                                );
+                                continue;
+                            }
                             println!();
                             println!("demo: serving {url}   (e.g. curl {url})");
                             match options.for_s {
