@@ -22,6 +22,8 @@ const KERNEL_CRATES: &[&str] = &[
     "ringlet-net",
     "ringlet",
     "ringlet-hello",
+    "ringlet-netecho",
+    "ringlet-blkcheck",
 ];
 
 /// Tallies of a whole run.

@@ -9,12 +9,12 @@
 
 use std::path::Path;
 
+#[path = "scenarios/httpd.rs"]
+pub mod httpd;
 #[path = "scenarios/net.rs"]
 mod net;
 #[path = "scenarios/storage.rs"]
 mod storage;
-#[path = "scenarios/httpd.rs"]
-pub mod httpd;
 
 /// How a scenario's guest image is made.
 #[derive(Debug, Clone, Copy)]
