@@ -48,6 +48,8 @@ const DEFAULT_PORT: u16 = 8080;
 const DOM0_PORT: u16 = 8080;
 /// The appliance's command line (the bridge is 10.0.0.1/24 in dom0).
 const APPLIANCE_CMDLINE: &str = "ip=10.0.0.2/24 gw=10.0.0.1 port=80";
+/// The page fetched to see that the appliance serves: the site's index.html.
+const PROBE: &str = "/";
 /// The NIC QEMU gives dom0, and its module (in dom0::MODULES).
 const NIC_MODEL: &str = "e1000";
 /// Bound on `--for`.
@@ -93,9 +95,6 @@ struct Options {
     port: u16,
     site: PathBuf,
     verbose: bool,
-    /// A Linux guest with epoll-httpd instead of the appliance
-    /// (`RINGLET_DEMO_STAND_IN=linux`): proves the plumbing on its own.
-    stand_in: bool,
 }
 
 fn parse(args: &[String]) -> Result<Option<Options>, Error> {
@@ -105,7 +104,6 @@ fn parse(args: &[String]) -> Result<Option<Options>, Error> {
         port: DEFAULT_PORT,
         site: site::default_site_dir(),
         verbose: std::env::var_os("RINGLET_E2E_VERBOSE").is_some(),
-        stand_in: std::env::var("RINGLET_DEMO_STAND_IN").as_deref() == Ok("linux"),
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -194,23 +192,11 @@ pub fn command(args: &[String]) -> Result<(), Error> {
     let scenario = Scenario {
         name: "demo",
         about: "cargo xtask demo",
-        guest: if options.stand_in {
-            Guest::Build(stand_in::kernel)
-        } else {
-            Guest::App(PACKAGE)
-        },
-        config: if options.stand_in {
-            stand_in::CONFIG
-        } else {
-            HTTPD_CFG
-        },
+        guest: Guest::App(PACKAGE),
+        config: HTTPD_CFG,
         check: DEMO_SH,
         timeout_s: u32::try_from(timeout_s).expect("bounded by FOR_S_MAX and UNBOUNDED_S"),
-        prepare: if options.stand_in {
-            Some(stand_in::prepare)
-        } else {
-            None
-        },
+        prepare: None,
         default: false,
     };
     let mut staged = Staged::default();
@@ -236,12 +222,7 @@ pub fn command(args: &[String]) -> Result<(), Error> {
         format!("demo {timeout_s}\n").into_bytes(),
     );
     let url = format!("http://localhost:{}/", options.port);
-    let probe = if options.stand_in { "/index.html" } else { "/" };
-    let extra = if options.stand_in {
-        format!("server=epoll {APPLIANCE_CMDLINE}")
-    } else {
-        APPLIANCE_CMDLINE.to_string()
-    };
+    let extra = APPLIANCE_CMDLINE;
     println!(
         "demo: appliance {} bytes (stripped); site {} files, {} bytes of tar",
         image_bytes, site_files, site_tar_bytes
@@ -260,8 +241,8 @@ pub fn command(args: &[String]) -> Result<(), Error> {
                 ("DEMO_NIC", ""),
                 ("DEMO_LISTEN", &format!("127.0.0.1:{}", options.port)),
                 ("DEMO_CONTROL", &control.to_string_lossy()),
-                ("DEMO_EXTRA", &extra),
-                ("DEMO_PROBE", probe),
+                ("DEMO_EXTRA", extra),
+                ("DEMO_PROBE", PROBE),
                 ("DEMO_URL", &url),
             ]),
         );
@@ -309,8 +290,8 @@ pub fn command(args: &[String]) -> Result<(), Error> {
                 ("DEMO_NIC", NIC_MODEL),
                 ("DEMO_LISTEN", &format!("0.0.0.0:{DOM0_PORT}")),
                 ("DEMO_CONTROL", "/dev/hvc0"),
-                ("DEMO_EXTRA", &extra),
-                ("DEMO_PROBE", probe),
+                ("DEMO_EXTRA", extra),
+                ("DEMO_PROBE", PROBE),
                 ("DEMO_URL", &url),
             ]),
         );
@@ -589,7 +570,6 @@ fn run(
     let reader = std::thread::spawn(move || read_lines(stdout, tx));
 
     let index = std::fs::read(options.site.join("index.html")).unwrap_or_default();
-    let probe = if options.stand_in { "/index.html" } else { "/" };
     let mut report = Report::default();
     let mut state = State {
         stdin,
@@ -622,7 +602,7 @@ fn run(
                         "RINGLET-DEMO-GUEST" if !options.verbose => println!("guest: {rest}"),
                         "RINGLET-DEMO-SERVING" if state.serving_at.is_none() => {
                             state.serving_at = Some(Instant::now());
-                            if let Err(e) = check_from_host(options.port, probe, &index) {
+                            if let Err(e) = check_from_host(options.port, PROBE, &index) {
                                 println!("demo: {e}");
                                 host_failed = Some(e);
                                 state.send_stop(
@@ -964,43 +944,6 @@ mod signals {
     }
 }
 
-/// The stand-in guest (`RINGLET_DEMO_STAND_IN=linux`): a Linux PVH domU
-/// with epoll-httpd serving the same site image, from `cargo xtask bench
-/// xen`'s cached kit. It proves the demo's plumbing (QEMU's user network,
-/// the forward, the stop path) independently of the appliance.
-mod stand_in {
-    use super::*;
-    use crate::benchxen::linux::{self, Server};
-
-    /// The Linux guest's xl config (benchxen's linux.cfg with the demo's
-    /// vif and disk).
-    pub const CONFIG: &str = r#"
-name = "@NAME@"
-type = "pvh"
-kernel = "@KERNEL@"
-ramdisk = "@DIR@/initrd.gz"
-extra = "console=hvc0 quiet @EXTRA@"
-memory = 128
-vcpus = 1
-vif = [ "bridge=@BRIDGE@,mac=00:16:3e:00:00:02" ]
-disk = [ "format=raw,vdev=xvda,access=ro,target=@DIR@/site.tar" ]
-on_poweroff = "preserve"
-on_reboot = "destroy"
-on_crash = "preserve"
-tsc_mode = "native"
-"#;
-
-    pub fn kernel(_scratch: &Path) -> Result<PathBuf, Error> {
-        Ok(linux::kit()?.vmlinuz.clone())
-    }
-
-    pub fn prepare(_scratch: &Path) -> Result<Vec<(String, u32, Vec<u8>)>, Error> {
-        let initrd = linux::kit()?.initrd(Server::Epoll);
-        let bytes = std::fs::read(initrd).map_err(|e| format!("{}: {e}", initrd.display()))?;
-        Ok(vec![("initrd.gz".into(), 0o644, bytes)])
-    }
-}
-
 #[cfg(test)]
 mod test {
     use super::*;
@@ -1060,7 +1003,6 @@ mod test {
         }
         assert!(dom0::MODULES.contains(&NIC_MODEL));
         assert!(HTTPD_CFG.contains("target=@DIR@/site.tar"));
-        assert!(stand_in::CONFIG.contains("target=@DIR@/site.tar"));
     }
 
     /// Sends `len` bytes through the forward at `port`, half-closes, and
