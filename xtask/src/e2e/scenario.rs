@@ -102,7 +102,7 @@ pub const SCENARIOS: &[Scenario] = &[
         check: include_str!("scenarios/httpd.sh"),
         timeout_s: 240,
         prepare: Some(httpd::prepare),
-        default: false,
+        default: true,
     },
     Scenario {
         name: "net",

@@ -134,6 +134,10 @@ e2e_figure wrk_requests "$requests" requests
 
 if ! ab -q -k -n 1000 -c 10 "$base/index.html" > "$out/ab" 2>&1; then
     sed 's/^/  | /' "$out/ab"
+    # dom0's view of the connections to the appliance (retransmissions,
+    # unacknowledged bytes, windows), for a stall.
+    ss -tnio dst "$ip" 2>&1 | sed 's/^/  | ss: /'
+    tail -n 5 "$E2E_CONSOLE" | tr -d '\r' | sed 's/^/  | guest: /' 
     e2e_fail "ab: $(grep -v '^Total of' "$out/ab" | tail -n 1) ($(grep -m 1 '^Total of' "$out/ab"))"
 fi
 complete=$(awk '/^Complete requests:/ { print $3 }' "$out/ab")
