@@ -206,11 +206,6 @@ pub fn command(args: &[String]) -> Result<(), Error> {
     let helper = guest::build_dom0_helper(&build)?;
     let dir = "scenarios/demo";
     staged.add(&format!("{dir}/site.tar"), 0o644, site.tar);
-    staged.add(
-        &format!("{dir}/files.list"),
-        0o644,
-        site::files_list(&site.files).into_bytes(),
-    );
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     staged.add("bin/ringlet-forward", 0o755, read(&forward)?);
     staged.add("bin/ringlet-dom0", 0o755, read(&helper)?);

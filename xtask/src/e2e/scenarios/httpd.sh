@@ -119,6 +119,17 @@ code=$(status -o /dev/null -H "If-None-Match: $etag" "$base/$big")
 [ "$code" = 304 ] || e2e_fail "If-None-Match $etag: status $code, expected 304"
 e2e_log "HEAD, 404, Range (206, 416) and If-None-Match (304) as expected"
 
+# What dom0 sees of the appliance's network, for a stall: its connections
+# (retransmissions, unacknowledged bytes), a ping, the vif's counters, and
+# the console's last lines.
+net_diagnostics() {
+    ss -tnio dst "$ip" 2>&1 | sed 's/^/  | ss: /'
+    ping -c 3 -W 1 "$ip" 2>&1 | tail -n 2 | sed 's/^/  | ping: /'
+    vif=/sys/class/net/vif$E2E_DOMID.0/statistics
+    echo "  | vif$E2E_DOMID.0 (dom0 side): tx_packets $(cat "$vif/tx_packets") tx_dropped $(cat "$vif/tx_dropped") rx_packets $(cat "$vif/rx_packets") rx_dropped $(cat "$vif/rx_dropped")"
+    tail -n 5 "$E2E_CONSOLE" | tr -d '\r' | sed 's/^/  | guest: /'
+}
+
 # 4. Load. wrk: 16 connections for 5 s; its error lines appear only when
 #    non-zero. Then ab: 1000 keep-alive requests, 10 at once.
 wrk -t1 -c16 -d5s "$base/index.html" > "$out/wrk" 2>&1 || e2e_fail "wrk: $(tail -n 1 "$out/wrk")"
@@ -131,13 +142,15 @@ requests=$(awk '/requests in/ { print $1 }' "$out/wrk")
 [ -n "$rps" ] && [ "${requests:-0}" -gt 0 ] || e2e_fail "wrk: no requests done"
 e2e_figure wrk_requests_per_s "$rps" req/s
 e2e_figure wrk_requests "$requests" requests
+code=$(status -o /dev/null "$base/index.html")
+if [ "$code" != 200 ]; then
+    net_diagnostics
+    e2e_fail "GET /index.html right after wrk: status $code (the appliance stopped answering)"
+fi
 
 if ! ab -q -k -n 1000 -c 10 "$base/index.html" > "$out/ab" 2>&1; then
     sed 's/^/  | /' "$out/ab"
-    # dom0's view of the connections to the appliance (retransmissions,
-    # unacknowledged bytes, windows), for a stall.
-    ss -tnio dst "$ip" 2>&1 | sed 's/^/  | ss: /'
-    tail -n 5 "$E2E_CONSOLE" | tr -d '\r' | sed 's/^/  | guest: /' 
+    net_diagnostics
     e2e_fail "ab: $(grep -v '^Total of' "$out/ab" | tail -n 1) ($(grep -m 1 '^Total of' "$out/ab"))"
 fi
 complete=$(awk '/^Complete requests:/ { print $3 }' "$out/ab")
