@@ -136,8 +136,9 @@ fn fold(mut acc: u32) -> u16 {
     acc as u16
 }
 
-/// Where the L4 checksum of an IPv4 TCP/UDP Ethernet frame sits, and
-/// whether it verifies (our own computation).
+/// Where the L4 checksum of an unfragmented IPv4 TCP/UDP Ethernet frame
+/// sits, and whether it verifies (our own computation); `None` for any
+/// other frame, whose checksum cannot be filled.
 fn l4_checksum(frame: &[u8]) -> Option<(usize, bool)> {
     if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
         return None;
@@ -145,7 +146,9 @@ fn l4_checksum(frame: &[u8]) -> Option<(usize, bool)> {
     let ip = &frame[14..];
     let ihl = usize::from(ip[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() {
+    // Version 4, whole header, not a fragment (flags MF, offset 0).
+    let fragment = ip[6] & 0x20 != 0 || u16::from_be_bytes([ip[6] & 0x1f, ip[7]]) != 0;
+    if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() || fragment {
         return None;
     }
     let l4 = &ip[ihl..total];

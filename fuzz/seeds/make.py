@@ -40,6 +40,26 @@ def xenstore_reply():
     write("xenstore_reply", "big-ring", seed(6, 7, []))
 
 
+def xenstore_client():
+    # (op, a, b, payload): 0 new call (a % 6: read, directory, write, perms,
+    # transaction start, watch), 2 poll, 4 take, 5 reply of the right type
+    # (a % 4 == 0: canned, else the payload), 7 error reply, 8 other type
+    # or unknown id, 9 watch event, 10 oversized header, 11 flush / index.
+    def op(o, a=0, b=0, payload=b""):
+        return bytes([o, a, b, len(payload)]) + payload
+
+    calls = b"".join(op(0, k) for k in range(6))
+    honest = (calls + op(2) + op(4) + b"".join(op(5, 0, k) for k in range(6)) + op(2)
+              + op(9, 1, 5) + op(9, 2, 5) + op(2) + op(2))
+    mixed = (calls + op(2) + op(4) + op(5, 1, 0, b"raw value") + op(7, 4, 1) + op(7, 0x80, 2, b"EWHAT\0")
+             + op(8, 3, 3) + op(8, 0x95, 1, b"x\0") + op(5, 1, 4, b"12\0") + op(2) + op(9, 0x81, 0, b"tok")
+             + op(11) + op(2))
+    broken = calls + op(2) + op(4) + op(11, 0xFF, 3) + op(2) + op(10, 0, 1, b"x") + op(2)
+    write("xenstore_client", "honest", honest)
+    write("xenstore_client", "mixed", mixed)
+    write("xenstore_client", "broken", broken)
+
+
 def front_ring_response():
     # ops (op, arg lo, arg hi): 0 push, 2 publish, 3 honest response,
     # 5 arbitrary/duplicate id, 7 publish responses, 8 req_event,
@@ -78,6 +98,9 @@ def tar_open():
                     "--owner=0", "--group=0", "--numeric-owner"]
             if fmt in ("ustar", "v7"):
                 args.append("--exclude=site/a/" + long)
+            if fmt == "pax":
+                # Deterministic: no access/change times, fixed header names.
+                args.append("--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime")
             subprocess.run(args + ["-C", t, "-cf", out, "site"], check=True)
             data = open(out, "rb").read().rstrip(b"\0")
             data += b"\0" * ((-len(data)) % 512) + b"\0" * 512
@@ -133,6 +156,7 @@ def cmdline():
 
 if __name__ == "__main__":
     xenstore_reply()
+    xenstore_client()
     front_ring_response()
     tar_open()
     netfront_rx()
