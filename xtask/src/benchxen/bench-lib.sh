@@ -127,7 +127,8 @@ bench_heads() {
 }
 
 # bench_wrk NAME KEY MODE: one load run with wrk, with the CPU time Xen
-# accounted to the guest and to dom0 during it.
+# accounted to the guest and to dom0 during it. Returns 1 with the reason
+# in $E2E_OUT/wrk.err when wrk gave no result (it could not connect).
 bench_wrk() {
     local name=$1 key=$2 mode=$3 conns depth=1 header= label before after
     case "$mode" in
@@ -148,7 +149,9 @@ bench_wrk() {
     after=$(bench_cputime)
     if ! grep -q "^RINGLET-FIGURE $label.requests " "$E2E_OUT/wrk.out"; then
         sed 's/^/  wrk| /' "$E2E_OUT/wrk.out" | tail -n 20
-        e2e_fail "wrk $BENCH_KIND $key $mode gave no result"
+        echo "wrk $key $mode gave no result: $(grep -v '^RINGLET' "$E2E_OUT/wrk.out" | tail -n 1)" \
+            > "$E2E_OUT/wrk.err"
+        return 1
     fi
     grep "^RINGLET-FIGURE $label\." "$E2E_OUT/wrk.out"
     set -- $before $after
