@@ -127,6 +127,11 @@ net_diagnostics() {
     ping -c 3 -W 1 "$ip" 2>&1 | tail -n 2 | sed 's/^/  | ping: /'
     vif=/sys/class/net/vif$E2E_DOMID.0/statistics
     echo "  | vif$E2E_DOMID.0 (dom0 side): tx_packets $(cat "$vif/tx_packets") tx_dropped $(cat "$vif/tx_dropped") rx_packets $(cat "$vif/rx_packets") rx_dropped $(cat "$vif/rx_dropped")"
+    # netback's view of the shared rings (request and response indices, and
+    # whether an event is pending), from debugfs.
+    [ -d /sys/kernel/debug/xen-netback ] || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
+    ring=/sys/kernel/debug/xen-netback/vif$E2E_DOMID.0/io_ring_q0
+    [ -r "$ring" ] && sed 's/^/  | netback: /' "$ring"
     tail -n 5 "$E2E_CONSOLE" | tr -d '\r' | sed 's/^/  | guest: /'
 }
 
