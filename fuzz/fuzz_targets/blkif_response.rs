@@ -221,7 +221,9 @@ impl Back<'_> {
             let mut slot = [0u8; SLOT_SIZE];
             self.mem.read(Self::slot_off(self.req_cons), &mut slot);
             self.req_cons = self.req_cons.wrapping_add(1);
-            let t = self.decode_request(&slot);
+            let Some(t) = self.decode_request(&slot) else {
+                continue;
+            };
             assert!(
                 !self.taken.iter().any(|o| o.id == t.id && !o.answered),
                 "id {:#x} in flight twice",
@@ -231,7 +233,7 @@ impl Back<'_> {
         }
     }
 
-    fn decode_request(&self, slot: &[u8; SLOT_SIZE]) -> Taken {
+    fn decode_request(&self, slot: &[u8; SLOT_SIZE]) -> Option<Taken> {
         let c = &self.config;
         let r = Request::decode(slot);
         let (ops, kind, sector, segs) = match r.operation {
@@ -245,9 +247,13 @@ impl Back<'_> {
                 for i in 0..n {
                     let page = ir.indirect_grefs[i / (PAGE_SIZE / 8)];
                     let mut b = [0u8; 8];
-                    self.dom0
-                        .copy_from_grant(self.guest_id, GrantRef(page), (i % (PAGE_SIZE / 8)) * 8, &mut b)
-                        .expect("an indirect page the backend can read");
+                    let r = self.dom0.copy_from_grant(self.guest_id, GrantRef(page), (i % (PAGE_SIZE / 8)) * 8, &mut b);
+                    if let Err(e) = r {
+                        // Only after a hostile response (see `respond`): the
+                        // request is dead, the backend drops it.
+                        assert!(self.hostile, "an indirect page the backend cannot read: {e:?}");
+                        return None;
+                    }
                     let s = Segment::decode(&b);
                     segs.push((s.gref, s.first_sect, s.last_sect));
                 }
@@ -282,7 +288,7 @@ impl Back<'_> {
         let disk = c.sectors * u64::from(c.sector_size);
         assert!(sector * 512 + bytes <= disk, "request past the disk end");
         assert_eq!((sector * 512) % u64::from(c.sector_size), 0, "unaligned sector");
-        Taken { id: Request::decode(slot).id, ops, kind, sector, segs, answered: false }
+        Some(Taken { id: Request::decode(slot).id, ops, kind, sector, segs, answered: false })
     }
 
     /// Writes `rsp` into the next slot, first doing what an honest backend
