@@ -102,7 +102,12 @@ pub const SCENARIOS: &[Scenario] = &[
         check: include_str!("scenarios/httpd.sh"),
         timeout_s: 240,
         prepare: Some(httpd::prepare),
-        default: true,
+        // Not in the default suite (`cargo xtask test`) yet: in about 4 of 9
+        // runs the appliance stops answering under wrk's load — netfront
+        // leaves 128 rx responses unconsumed and posts no new rx buffers
+        // (netback's io_ring_q0 dump, printed on failure). Run it with
+        // `cargo xtask e2e httpd` while that is being fixed.
+        default: false,
     },
     Scenario {
         name: "net",
