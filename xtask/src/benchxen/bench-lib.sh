@@ -41,7 +41,9 @@ bench_guest() {
     BENCH_MAC=$3
     BENCH_URL=http://$2:80
     case "$1" in
-        ringlet) BENCH_EXTRA="ip=$2/24 gw=$BENCH_GW" ;;
+        # loglevel=warn: no access log on the console (nginx runs with
+        # access_log off; the Linux kernel with quiet).
+        ringlet) BENCH_EXTRA="ip=$2/24 gw=$BENCH_GW loglevel=warn" ;;
         *) BENCH_EXTRA="server=$1 ip=$2/24 gw=$BENCH_GW" ;;
     esac
     # dom0 knows the guest's MAC: no ARP in any measurement, and the first
@@ -83,7 +85,7 @@ bench_verify() {
 # LABEL.create_to_first_200_ms; sets BENCH_DOMID and BENCH_BOOT_MS. With
 # LABEL "-", reports nothing.
 bench_boot() {
-    local out first
+    local out first i
     e2e_create "$(bench_config "$1" "$2")" "$2"
     BENCH_DOMID=$E2E_DOMID
     out=$("$BENCH_TOOL" wait200 "$BENCH_IP" 80 /hello.txt $(($BENCH_BOOT_TIMEOUT_S * 1000)) \
@@ -91,17 +93,21 @@ bench_boot() {
         || e2e_fail "$2 (${1} MB): $(cat "$E2E_OUT/wait200.err")"
     first=${out%% *}
     BENCH_BOOT_MS=$(( (first - E2E_CREATE_START) / 1000000 ))
-    if [ "$3" = - ]; then
-        kill "$E2E_FIRST_WRITE_PID" 2>/dev/null || true
-        wait "$E2E_FIRST_WRITE_PID" 2>/dev/null || true
-        return 0
-    fi
-    if ! wait "$E2E_FIRST_WRITE_PID"; then
-        e2e_fail "no console output from domain $E2E_DOMID: $(tail -n 1 "$E2E_FIRST_WRITE.err")"
-    fi
+    # The first console line: a guest that serves may print nothing (the
+    # Ringlet httpd at loglevel=warn), so give it 5 s after the first 200.
+    i=0
+    while [ "$i" -lt 50 ] && kill -0 "$E2E_FIRST_WRITE_PID" 2>/dev/null; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    kill "$E2E_FIRST_WRITE_PID" 2>/dev/null || true
+    wait "$E2E_FIRST_WRITE_PID" 2>/dev/null || true
+    [ "$3" != - ] || return 0
     bench_figure "$3.xl_create_ms" "$(e2e_ms_between "$E2E_CREATE_START" "$E2E_CREATE_END")" ms
-    bench_figure "$3.create_to_first_line_ms" \
-        "$(e2e_ms_between "$E2E_CREATE_START" "$(tail -n 1 "$E2E_FIRST_WRITE")")" ms
+    if [ -s "$E2E_FIRST_WRITE" ]; then
+        bench_figure "$3.create_to_first_line_ms" \
+            "$(e2e_ms_between "$E2E_CREATE_START" "$(tail -n 1 "$E2E_FIRST_WRITE")")" ms
+    fi
     bench_figure "$3.create_to_first_200_ms" "$(e2e_ms_between "$E2E_CREATE_START" "$first")" ms
     e2e_log "$BENCH_KIND $3: xl create -> first 200 in $(e2e_ms_between "$E2E_CREATE_START" "$first") ms" \
         "(xl create returned after $(e2e_ms_between "$E2E_CREATE_START" "$E2E_CREATE_END") ms)"
@@ -171,8 +177,9 @@ bench_ab() {
         close*) conns=${mode#close} ;;
         *) e2e_fail "ab cannot run mode $mode" ;;
     esac
+    # -n after -t: the bound on requests (ab allocates 32 bytes for each).
     timeout $((BENCH_DURATION_S + 30)) ab -q $keep -r -s 10 -c "$conns" -t "$BENCH_DURATION_S" \
-        -n 100000000 "$BENCH_URL/$name" > "$E2E_OUT/ab.out" 2>&1 || true
+        -n 500000 "$BENCH_URL/$name" > "$E2E_OUT/ab.out" 2>&1 || true
     awk -v label="$BENCH_SCENARIO.$key.ab-$mode" '
         /^Complete requests:/ { printf "RINGLET-FIGURE %s.requests %s req\n", label, $3 }
         /^Failed requests:/ { printf "RINGLET-FIGURE %s.failed %s req\n", label, $3 }
