@@ -74,10 +74,32 @@ bench_drop() {
     BENCH_GUESTS=$(echo $BENCH_GUESTS | tr ' ' '\n' | grep -v -x "$1" | tr '\n' ' ')
 }
 
-# --- The runs, interleaved.
+# --- The runs, interleaved. Mode by mode, the one with the most
+# connections last: a guest that breaks under it still has figures for the
+# rest.
+BENCH_RUN_MODES=$(echo $BENCH_MODES | tr ' ' '\n' | grep -v -x ka64 | tr '\n' ' ')
+case " $BENCH_MODES " in *" ka64 "*) BENCH_RUN_MODES="$BENCH_RUN_MODES ka64" ;; esac
+# bench_ab_all: the ab cross-check (4 KiB, ka16 and close16) on every guest,
+# once, before the ka64 runs.
+bench_ab_all() {
+    local entry kind abmode
+    [ "$BENCH_AB" = 1 ] && [ -z "${BENCH_AB_DONE:-}" ] || return 0
+    BENCH_AB_DONE=1
+    for entry in $BENCH_FILES; do
+        [ "${entry#*:}" = 4k ] || continue
+        for abmode in ka16 close16; do
+            for kind in $BENCH_GUESTS; do
+                bench_select "$kind"
+                bench_ab "${entry%%:*}" 4k "$abmode"
+            done
+        done
+    done
+}
+
 run=0
-for entry in $BENCH_FILES; do
-    for mode in $BENCH_MODES; do
+for mode in $BENCH_RUN_MODES; do
+    [ "$mode" != ka64 ] || bench_ab_all
+    for entry in $BENCH_FILES; do
         n=$(echo $BENCH_GUESTS | wc -w)
         [ "$n" -gt 0 ] || break
         # Rotate: run k starts with guest k mod n.
@@ -91,17 +113,7 @@ for entry in $BENCH_FILES; do
         run=$((run + 1))
     done
 done
-if [ "$BENCH_AB" = 1 ]; then
-    for entry in $BENCH_FILES; do
-        [ "${entry#*:}" = 4k ] || continue
-        for mode in ka16 close16; do
-            for kind in $BENCH_GUESTS; do
-                bench_select "$kind"
-                bench_ab "${entry%%:*}" 4k "$mode"
-            done
-        done
-    done
-fi
+bench_ab_all
 
 # --- Every guest still serves the site and still runs.
 for kind in $BENCH_GUESTS; do
