@@ -76,6 +76,7 @@ const HOST_PACKAGES: &[&str] = &[
 
 const USAGE: &str = "\
 usage: cargo xtask bench xen [--quick] [--only GUEST,...] [--qemu | --xl] [--verbose] [--out DIR]
+       cargo xtask bench xen --report target/e2e/<run> [--quick] [--out DIR]
 
 Boots Xen once and measures the Ringlet httpd, nginx and epoll-httpd domUs
 one after the other: load from dom0 with wrk (and ab), CPU per request from
@@ -85,6 +86,7 @@ Xen's accounting, xl create -> first 200, image size, smallest memory.
   --qemu      Xen inside QEMU even on a Xen host; --xl the machine's own xl
   --verbose   echo the whole console
   --out DIR   where xen.json, xen.md and xen.png go (default target/bench)
+  --report D  no run: the tables, JSON and chart again from run D's summary.txt
 ";
 
 /// How much a run measures.
@@ -158,6 +160,7 @@ pub fn command(args: &[String]) -> Result<(), Error> {
         verbose: false,
     };
     let mut out_dir = root().join("target/bench");
+    let mut report = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -174,6 +177,11 @@ pub fn command(args: &[String]) -> Result<(), Error> {
                 only = Some(kinds);
             }
             "--out" => out_dir = PathBuf::from(it.next().ok_or("--out needs a directory")?),
+            "--report" => {
+                report = Some(PathBuf::from(
+                    it.next().ok_or("--report needs a run directory")?,
+                ))
+            }
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return Ok(());
@@ -190,6 +198,9 @@ pub fn command(args: &[String]) -> Result<(), Error> {
     });
     let settings = *chosen;
     deps::apt(HOST_PACKAGES)?;
+    if let Some(dir) = report {
+        return report_again(&dir, &settings, &out_dir);
+    }
 
     let mut kinds = only.unwrap_or_else(|| Kind::ALL.to_vec());
     kinds.sort();
@@ -227,41 +238,134 @@ pub fn command(args: &[String]) -> Result<(), Error> {
         settings.boots,
     );
     let summary = e2e::run(&scenarios, options);
-
-    let load_outcome = summary
+    let results: Vec<(String, e2e::Outcome)> = summary
         .results
         .iter()
-        .find(|(n, _)| *n == LOAD_SCENARIO)
-        .map(|(_, o)| o.clone());
+        .map(|(n, o)| (n.to_string(), o.clone()))
+        .collect();
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    finish(
+        &kinds,
+        &results,
+        &summary.figures,
+        &summary.run_dir,
+        &date,
+        &settings,
+        notes,
+        &out_dir,
+    )
+}
+
+/// `--report DIR`: the table, JSON and chart again from a run's
+/// summary.txt (its `e2e <scenario>: ...` lines and figures).
+fn report_again(dir: &Path, settings: &Settings, out_dir: &Path) -> Result<(), Error> {
+    let path = dir.join("summary.txt");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (results, figures) = parse_summary(&text);
+    let kinds: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| results.iter().any(|(n, _)| n == k.scenario()))
+        .collect();
+    if kinds.is_empty() {
+        return Err(format!("{}: no bench xen scenario in it", path.display()));
+    }
+    // The run directory is named after its UTC start, YYYYmmdd-HHMMSS.
+    let name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let date = match (
+        name.get(0..4),
+        name.get(4..6),
+        name.get(6..8),
+        name.get(9..11),
+        name.get(11..13),
+    ) {
+        (Some(y), Some(m), Some(d), Some(hh), Some(mm)) => format!("{y}-{m}-{d} {hh}:{mm} UTC"),
+        _ => name.clone(),
+    };
+    finish(
+        &kinds,
+        &results,
+        &figures,
+        dir,
+        &date,
+        settings,
+        vec![format!(
+            "(rendered again from {}; the commit above is the tree's at rendering)",
+            path.display()
+        )],
+        out_dir,
+    )
+}
+
+/// Scenario results and figures from a summary.txt.
+fn parse_summary(text: &str) -> (Vec<(String, e2e::Outcome)>, Vec<e2e::Figure>) {
+    let mut results = Vec::new();
+    let mut figures = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("e2e ") {
+            if let Some((name, verdict)) = rest.split_once(": ") {
+                let outcome = match verdict.strip_prefix("FAILED: ") {
+                    Some(why) => e2e::Outcome::Failed(why.to_string()),
+                    None if verdict == "ok" => e2e::Outcome::Ok,
+                    None => e2e::Outcome::Failed(verdict.to_string()),
+                };
+                results.push((name.to_string(), outcome));
+            }
+        } else if let Some(e2e::report::Event::Figure(f)) = e2e::report::parse_line(line) {
+            figures.push(f);
+        }
+    }
+    (results, figures)
+}
+
+/// Turns a run's results and figures into the printed tables,
+/// `xen.json`, `xen.md` and `xen.png` in `out_dir`.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    kinds: &[Kind],
+    results: &[(String, e2e::Outcome)],
+    figures: &[e2e::Figure],
+    run_dir: &Path,
+    date: &str,
+    settings: &Settings,
+    mut notes: Vec<String>,
+    out_dir: &Path,
+) -> Result<(), Error> {
+    let outcome_of = |name: &str| {
+        results
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, o)| o.clone())
+    };
+    let load_outcome = outcome_of(LOAD_SCENARIO);
     if let Some(e2e::Outcome::Failed(why)) = &load_outcome {
         notes.push(format!("load runs: {why}"));
     }
     let mut guests = Vec::new();
-    for kind in &kinds {
-        let outcome = summary
-            .results
-            .iter()
-            .find(|(n, _)| *n == kind.scenario())
-            .map(|(_, o)| o);
-        let mut g = results::Guest::from_figures(*kind, outcome, &summary.figures);
-        g.image = image_parts(*kind, &summary.figures);
+    for kind in kinds {
+        let outcome = outcome_of(kind.scenario());
+        let mut g = results::Guest::from_figures(*kind, outcome.as_ref(), figures);
+        g.image = image_parts(*kind, figures);
         guests.push(g);
     }
-    let mode = if summary
-        .figures
-        .iter()
-        .any(|f| f.name == "run.qemu_boot_to_exit_s")
-    {
+    let mode = if figures.iter().any(|f| f.name == "run.qemu_boot_to_exit_s") {
         "Xen inside QEMU (TCG, no KVM)"
     } else {
         "the machine's own Xen (xl)"
     };
     let run = Run {
         guests,
-        context: context(mode, &settings, &summary.run_dir),
+        context: context(mode, settings, run_dir, date),
     };
 
-    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    std::fs::create_dir_all(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let header: String = run
         .context
         .iter()
@@ -276,12 +380,13 @@ pub fn command(args: &[String]) -> Result<(), Error> {
     std::fs::write(&json, run.json()).map_err(|e| format!("{}: {e}", json.display()))?;
     let md = out_dir.join("xen.md");
     let md_text = format!(
-        "{}\n{}",
+        "{}\n{}{}",
         run.context
             .iter()
             .map(|(k, v)| format!("- {k}: {v}\n"))
             .collect::<String>(),
-        run.markdown()
+        run.markdown(),
+        notes.iter().map(|n| format!("{n}\n")).collect::<String>()
     );
     std::fs::write(&md, md_text).map_err(|e| format!("{}: {e}", md.display()))?;
     let png = out_dir.join("xen.png");
@@ -297,7 +402,7 @@ pub fn command(args: &[String]) -> Result<(), Error> {
         Err(e) => println!("no chart: {e}"),
     }
     println!("json: {}\nmarkdown: {}", json.display(), md.display());
-    println!("logs: {}", summary.run_dir.display());
+    println!("logs: {}", run_dir.display());
     let mut failed: Vec<&str> = run
         .guests
         .iter()
@@ -515,7 +620,7 @@ fn image_parts(kind: Kind, figures: &[e2e::Figure]) -> Vec<(String, u64)> {
 }
 
 /// The run's context for the table header and the JSON.
-fn context(mode: &str, s: &Settings, run_dir: &Path) -> Vec<(String, String)> {
+fn context(mode: &str, s: &Settings, run_dir: &Path, date: &str) -> Vec<(String, String)> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -543,11 +648,6 @@ fn context(mode: &str, s: &Settings, run_dir: &Path) -> Vec<(String, String)> {
                 .next()
                 .map(|l| l.replace("QEMU emulator version ", "QEMU "))
         })
-        .unwrap_or_default();
-    let date = Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     let commit = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -582,7 +682,7 @@ fn context(mode: &str, s: &Settings, run_dir: &Path) -> Vec<(String, String)> {
                 }
             ),
         ),
-        ("date".into(), date),
+        ("date".into(), date.to_string()),
         ("commit".into(), commit),
         (
             "guests".into(),
@@ -631,6 +731,27 @@ mod test {
                 "no script reads {name}"
             );
         }
+    }
+
+    #[test]
+    fn summaries_parse_back() {
+        let text = "e2e bench-nginx: ok\n\
+                    e2e bench-load: FAILED: ringlet: wrk 13b ka64 gave no result\n\
+                    RINGLET-FIGURE bench-nginx.boot1.create_to_first_200_ms 26146.219 ms\n\
+                    RINGLET-FIGURE bad name 1 ms\n";
+        let (results, figures) = parse_summary(text);
+        assert_eq!(
+            results,
+            vec![
+                ("bench-nginx".to_string(), e2e::Outcome::Ok),
+                (
+                    "bench-load".to_string(),
+                    e2e::Outcome::Failed("ringlet: wrk 13b ka64 gave no result".into())
+                ),
+            ]
+        );
+        assert_eq!(figures.len(), 1);
+        assert_eq!(figures[0].value, 26146.219);
     }
 
     #[test]
