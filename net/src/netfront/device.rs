@@ -432,6 +432,33 @@ impl State {
         }
     }
 
+    /// Whether a frame can be sent now. If not, marks tx blocked and arms
+    /// the tx ring's `rsp_event` (RING_FINAL_CHECK_FOR_RESPONSES), so the
+    /// backend's next tx response notifies and [`reap_tx`](Self::reap_tx)
+    /// wakes the runner. Without the arming the runner, which waits for that
+    /// wake with no timer, would sleep for good once tx filled up.
+    fn tx_room_or_arm(&mut self, config: &NetfrontConfig) -> bool {
+        for _ in 0..ARM_ROUNDS_MAX {
+            self.reap_tx(config);
+            if self.can_transmit(config) {
+                return true;
+            }
+            let Some(conn) = self.conn.as_mut().filter(|_| self.down.is_none()) else {
+                // Down: the reconnect wakes the runner.
+                return false;
+            };
+            conn.tx_blocked = true;
+            if !conn.tx.final_check() {
+                return false;
+            }
+        }
+        // Responses keep coming but free nothing usable yet: run again.
+        if let Some(w) = &self.runner {
+            w.wake_by_ref();
+        }
+        false
+    }
+
     fn can_transmit(&self, config: &NetfrontConfig) -> bool {
         self.up().is_some_and(|c| c.tx.free_requests() > 0)
             && (!self.tx_pool.is_empty() || self.tx_pages < config.tx_pages_max)
@@ -504,6 +531,10 @@ impl State {
             let conn = self.conn.as_mut().expect("up() checked");
             for _ in 0..RX_RING_SIZE {
                 let r = match conn.rx.take_response() {
+                    // Empty: re-arm `rsp_event` before saying so
+                    // (RING_FINAL_CHECK_FOR_RESPONSES), else responses the
+                    // backend publishes from now on would not notify.
+                    Ok(None) if conn.rx.final_check() => continue,
                     Ok(None) => {
                         drained = true;
                         break;
@@ -662,10 +693,11 @@ impl State {
         let tx_room = self.can_transmit(config);
         // Rx work counts only with tx room (`receive` holds rx without it;
         // the tx wake covers that case).
-        let rx_work = conn.rx.final_check() && tx_room;
+        let rx_pending = conn.rx.final_check();
+        let rx_work = rx_pending && tx_room;
         let tx_work = conn.tx_blocked && (conn.tx.final_check() || tx_room);
         let short = conn.rx.in_flight() < config.rx_buffers;
-        if !rx_work && short {
+        if !rx_pending && short {
             // Drained (the final check found nothing): safe to post again
             // buffers an earlier refill could not (see `next_frame`).
             self.refill(guest, config);
@@ -981,15 +1013,11 @@ impl Device for Netfront {
         let inner = &*self.inner;
         let frame = {
             let mut st = inner.state.borrow_mut();
-            st.reap_tx(&inner.config);
-            if st.up().is_some() && !st.can_transmit(&inner.config) {
+            if st.up().is_some() && !st.tx_room_or_arm(&inner.config) {
                 // The tx token that comes with a frame must be able to send
                 // (an ACK, a SYN-ACK): hold rx until tx has room (the runner
                 // is woken then) instead of dropping the reply.
                 st.stats.rx_held += 1;
-                if let Some(c) = st.conn.as_mut() {
-                    c.tx_blocked = true;
-                }
                 return None;
             }
             st.next_frame(&inner.guest, &inner.config)?
@@ -1006,14 +1034,10 @@ impl Device for Netfront {
     fn transmit(&mut self, _timestamp: Instant) -> Option<TxToken<'_>> {
         let inner = &*self.inner;
         let mut st = inner.state.borrow_mut();
-        st.reap_tx(&inner.config);
-        if st.can_transmit(&inner.config) {
+        if st.tx_room_or_arm(&inner.config) {
             return Some(TxToken { inner });
         }
         st.stats.tx_full += 1;
-        if let Some(c) = st.conn.as_mut() {
-            c.tx_blocked = true;
-        }
         None
     }
 
