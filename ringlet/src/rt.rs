@@ -155,6 +155,11 @@ mod pvh {
         match exit {
             Exit::Clean(reason) => {
                 log::info!("ringlet: main returned, {reason:?}");
+                log::info!(
+                    "ringlet: {} upcalls, {} of them at the idle hlt",
+                    ringlet_xen::pvh::UPCALLS.load(core::sync::atomic::Ordering::Relaxed),
+                    ringlet_xen::pvh::UPCALLS_AT_HLT.load(core::sync::atomic::Ordering::Relaxed)
+                );
                 xen.shutdown(reason);
                 unreachable!("SCHEDOP_shutdown returned")
             }

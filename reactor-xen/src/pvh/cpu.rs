@@ -151,6 +151,7 @@ unsafe extern "C" {
     /// Addresses of the 32 exception stubs (below).
     static ringlet_exception_stubs: [u64; 32];
     fn ringlet_upcall_entry();
+    fn ringlet_idle_halt();
     fn ringlet_spurious_entry();
 }
 
@@ -200,6 +201,17 @@ global_asm!(
     "    pushq %r9",
     "    pushq %r10",
     "    pushq %r11",
+    // Interrupted at the idle `hlt` itself (delivered in `sti`'s shadow,
+    // which nested emulation does not always honour): resume after it, or
+    // the vCPU would halt with this upcall already taken and Xen, seeing
+    // upcall_pending still set, would never raise another.
+    "    xorl %edi, %edi",
+    "    leaq ringlet_idle_hlt(%rip), %rax",
+    "    cmpq %rax, 72(%rsp)",
+    "    jne 1f",
+    "    incq 72(%rsp)",
+    "    movl $1, %edi",
+    "1:",
     "    cld",
     "    call ringlet_pvh_upcall",
     "    popq %r11",
@@ -212,6 +224,17 @@ global_asm!(
     "    popq %rcx",
     "    popq %rax",
     "    iretq",
+    "",
+    // The idle halt: `sti; hlt; cli` as a function, so the upcall stub can
+    // recognise an interrupt taken at the `hlt` (see above).
+    ".global ringlet_idle_halt",
+    "ringlet_idle_halt:",
+    "    sti",
+    ".global ringlet_idle_hlt",
+    "ringlet_idle_hlt:",
+    "    hlt",
+    "    cli",
+    "    ret",
     "",
     ".global ringlet_spurious_entry",
     "ringlet_spurious_entry:",
@@ -394,14 +417,19 @@ pub(crate) fn cli() {
 }
 
 /// Enables interrupts, halts until one arrives, handles it, and disables
-/// interrupts again. `sti`'s one-instruction shadow makes `sti; hlt` atomic:
-/// an interrupt pending before `sti` wakes the `hlt` instead of being taken
-/// before it.
+/// interrupts again. `sti`'s one-instruction shadow makes `sti; hlt` atomic
+/// on hardware: an interrupt pending before `sti` wakes the `hlt` instead of
+/// being taken before it. Where the shadow is not honoured (seen with Xen
+/// inside QEMU's emulation: the guest halted for good with its event
+/// channels pending and an empty LAPIC IRR), the upcall stub moves an
+/// interrupted `hlt`'s return address past it, so the halt is atomic anyway.
 #[inline]
 pub(crate) fn enable_interrupts_and_halt() {
-    // SAFETY: the only handlers that can run are the upcall stub (EOI only)
+    // SAFETY: `ringlet_idle_halt` (above) is `sti; hlt; cli; ret` and follows
+    // the C ABI (it clobbers no register). The only handlers that can run
+    // are the upcall stub (EOI, and the return-address fix for the `hlt`)
     // and the exception stubs; neither touches memory the caller owns.
-    unsafe { asm!("sti", "hlt", "cli", options(nostack)) }
+    unsafe { asm!("call {f}", f = sym ringlet_idle_halt) }
 }
 
 /// Halts the vCPU forever with interrupts off (the last resort when even

@@ -44,6 +44,8 @@ pub use sched::XenVersion;
 #[cfg(target_os = "none")]
 pub use start::{CMDLINE_BYTES_MAX, GRANT_FRAMES};
 #[cfg(target_os = "none")]
-pub use trap::{crash, set_crash_console, CrashConsole, CRASH_REPORT_BYTES};
+pub use trap::{
+    crash, set_crash_console, CrashConsole, CRASH_REPORT_BYTES, UPCALLS, UPCALLS_AT_HLT,
+};
 #[cfg(target_os = "none")]
 pub use xen::Pvh;

@@ -147,10 +147,19 @@ extern "C" fn ringlet_pvh_exception(frame: &ExceptionFrame) -> ! {
     ))
 }
 
-/// The upcall stub's Rust half: acknowledge, nothing else.
+/// Upcalls that interrupted the idle `hlt` itself, i.e. were delivered in
+/// `sti`'s shadow (for diagnostics; 0 on hardware that honours the shadow).
+pub static UPCALLS_AT_HLT: AtomicU64 = AtomicU64::new(0);
+
+/// The upcall stub's Rust half: acknowledge, and count. `at_hlt` is 1 when
+/// the stub found the interrupted instruction to be the idle `hlt` (and
+/// moved the return address past it).
 #[unsafe(no_mangle)]
-extern "C" fn ringlet_pvh_upcall() {
+extern "C" fn ringlet_pvh_upcall(at_hlt: u64) {
     UPCALLS.fetch_add(1, Ordering::Relaxed);
+    if at_hlt != 0 {
+        UPCALLS_AT_HLT.fetch_add(1, Ordering::Relaxed);
+    }
     lapic::eoi();
 }
 

@@ -133,6 +133,15 @@ net_diagnostics() {
     ring=/sys/kernel/debug/xen-netback/vif$E2E_DOMID.0/io_ring_q0
     [ -r "$ring" ] && sed 's/^/  | netback: /' "$ring"
     tail -n 5 "$E2E_CONSOLE" | tr -d '\r' | sed 's/^/  | guest: /'
+    # Xen's view of the guest: its vCPU (upcall pending/mask, where it
+    # halted), its event channels (pending, masked) and its LAPIC.
+    xl debug-keys q >/dev/null 2>&1 && xl debug-keys e >/dev/null 2>&1
+    xl dmesg 2>&1 | grep -A 12 -e "General information for domain $E2E_DOMID" \
+        -e "Event channel information for domain $E2E_DOMID" | sed 's/^/  | xen: /'
+    bin=/usr/lib/xen-4.17/bin
+    [ -x "$bin/xenctx" ] && "$bin/xenctx" "$E2E_DOMID" 0 2>&1 | head -n 12 | sed 's/^/  | xenctx: /'
+    [ -x "$bin/xen-hvmctx" ] && "$bin/xen-hvmctx" "$E2E_DOMID" 2>&1 \
+        | grep -i -A 40 "lapic" | head -n 60 | sed 's/^/  | hvmctx: /'
 }
 
 # 4. Load. wrk: 16 connections for 5 s; its error lines appear only when
