@@ -102,12 +102,7 @@ pub const SCENARIOS: &[Scenario] = &[
         check: include_str!("scenarios/httpd.sh"),
         timeout_s: 240,
         prepare: Some(httpd::prepare),
-        // Not in the default suite (`cargo xtask test`) yet: in about 4 of 9
-        // runs the appliance stops answering under wrk's load — netfront
-        // leaves 128 rx responses unconsumed and posts no new rx buffers
-        // (netback's io_ring_q0 dump, printed on failure). Run it with
-        // `cargo xtask e2e httpd` while that is being fixed.
-        default: false,
+        default: true,
     },
     Scenario {
         name: "net",
