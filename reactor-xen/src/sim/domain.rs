@@ -584,7 +584,7 @@ impl Hypervisor for SimDomain {
     }
 
     fn now_ns(&self) -> u64 {
-        self.w().state.borrow().now_ns
+        self.w().now_ns()
     }
 
     /// Runs the world (scheduled events and the sim's daemons, not other

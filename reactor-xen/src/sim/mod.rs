@@ -30,6 +30,22 @@
 //! forward. A run where nothing can ever happen again is a deadlock, and the
 //! world says so instead of hanging ([`StallPolicy`]).
 //!
+//! # Real time
+//!
+//! A world that talks to the outside (a hosted appliance bridged to a TAP
+//! device) cannot skip idle time: the host's TCP does not wait. Such a world
+//! follows the wall clock ([`SimClock::RealTime`], built with
+//! [`SimConfig::real_time`] or switched with [`SimXen::follow_wall_clock`]):
+//! virtual time is the monotonic clock (`std::time::Instant`) since the
+//! switch, plus the virtual time at the switch; `park` with nothing to do
+//! sleeps for real (a thread park) until the earlier of its deadline and the
+//! next scheduled event, or until an [`Unpark`] from another thread (a
+//! remote waker: a TAP reader, a signal thread). Virtual time never runs
+//! ahead of the wall clock. Such a run is not reproducible, and a park with
+//! nothing scheduled waits for an outside wake instead of declaring a stall.
+//! Deterministic worlds ([`SimClock::Virtual`], the default) never read the
+//! wall clock.
+//!
 //! See docs/sim-testing.md for how to write a sim test and replay a seed.
 
 use alloc::collections::BTreeMap;
@@ -40,6 +56,9 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
+use std::thread::{self, Thread};
+use std::time::Instant;
 
 use ringlet_executor::platform::{Platform, Unpark};
 
@@ -98,6 +117,20 @@ pub enum StallPolicy {
     Count,
 }
 
+/// How the world's virtual time moves (module docs, "Real time").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SimClock {
+    /// Deterministic (the default): time moves only when everything is
+    /// idle, straight to the next deadline or scheduled event; `park` never
+    /// sleeps.
+    #[default]
+    Virtual,
+    /// Time follows the monotonic wall clock; an idle `park` sleeps for real
+    /// until the next deadline or event, or until an [`Unpark`]. Not
+    /// reproducible; no stall detection.
+    RealTime,
+}
+
 /// How a world is built. Its `Debug` is printed at the start of every run.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SimConfig {
@@ -119,6 +152,8 @@ pub struct SimConfig {
     pub echo_console: bool,
     /// Print the seed and this config when the world is built.
     pub print_header: bool,
+    /// How virtual time moves.
+    pub clock: SimClock,
 }
 
 impl SimConfig {
@@ -133,6 +168,7 @@ impl SimConfig {
             trace: TraceMode::Digest,
             echo_console: false,
             print_header: true,
+            clock: SimClock::Virtual,
         }
     }
 
@@ -175,6 +211,27 @@ impl SimConfig {
         self.print_header = false;
         self
     }
+
+    /// This config with virtual time following the wall clock
+    /// ([`SimClock::RealTime`]), for worlds that talk to the outside.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ringlet_executor::{sleep, Duration, Executor};
+    /// use ringlet_xen::sim::{SimConfig, SimXen};
+    ///
+    /// let sim = SimXen::new(SimConfig::new(1).quiet().real_time());
+    /// let wall = std::time::Instant::now();
+    /// Executor::new(sim.clone()).block_on(sleep(Duration::from_millis(5)));
+    /// assert!(wall.elapsed() >= Duration::from_millis(5), "slept for real");
+    /// assert!(sim.now_ns() >= 5_000_000);
+    /// ```
+    #[must_use]
+    pub fn real_time(mut self) -> SimConfig {
+        self.clock = SimClock::RealTime;
+        self
+    }
 }
 
 impl fmt::Debug for SimConfig {
@@ -186,17 +243,46 @@ impl fmt::Debug for SimConfig {
             .field("time_ns_max", &self.time_ns_max)
             .field("parks_at_same_time_max", &self.parks_at_same_time_max)
             .field("trace", &self.trace)
+            .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
 }
 
-/// The flag an [`Unpark`] sets and the next park consumes.
-#[derive(Debug, Default)]
-struct SimUnpark(AtomicBool);
+/// The flag an [`Unpark`] sets and the next park consumes; in real time
+/// also a thread unpark of the world's thread (which may be asleep in
+/// `park`). The thread unpark (a futex wake on Linux: no allocation, no
+/// lock) is paid only by the unpark that sets the flag, so repeated unparks
+/// coalesce; the flag, not the thread's park token, carries the wake.
+#[derive(Debug)]
+struct SimUnpark {
+    notified: AtomicBool,
+    /// The world is in real time: its thread may sleep in `park`.
+    real_time: AtomicBool,
+    /// The thread that built the world (a world is `!Send`: it parks there).
+    thread: Thread,
+}
 
 impl Unpark for SimUnpark {
     fn unpark(&self) {
-        self.0.store(true, Ordering::Release);
+        if !self.notified.swap(true, Ordering::AcqRel) && self.real_time.load(Ordering::Acquire) {
+            self.thread.unpark();
+        }
+    }
+}
+
+/// The wall clock a real-time world follows: virtual `origin_ns` at the
+/// instant `origin`.
+#[derive(Clone, Copy, Debug)]
+struct WallClock {
+    origin: Instant,
+    origin_ns: u64,
+}
+
+impl WallClock {
+    /// Virtual time now by the wall clock.
+    fn now_ns(&self) -> u64 {
+        let elapsed = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.origin_ns.saturating_add(elapsed)
     }
 }
 
@@ -212,6 +298,8 @@ pub(crate) struct World {
     /// dom0's xenstore client, shared by the backends (made on first use).
     pub(crate) dom0_xenstore: RefCell<Option<crate::xenstore::Xenstore>>,
     unpark: Arc<SimUnpark>,
+    /// Set once the world follows the wall clock ([`SimClock::RealTime`]).
+    wall: Cell<Option<WallClock>>,
     /// Consecutive parks at the same virtual time.
     parks_without_progress: Cell<u64>,
     parked_at_ns: Cell<u64>,
@@ -270,13 +358,51 @@ impl SimXen {
             xenstored: RefCell::new(XenstoreRingServer::new(XenstoredState::default())),
             guests: RefCell::new(BTreeMap::new()),
             dom0_xenstore: RefCell::new(None),
-            unpark: Arc::new(SimUnpark::default()),
+            unpark: Arc::new(SimUnpark {
+                notified: AtomicBool::new(false),
+                real_time: AtomicBool::new(false),
+                thread: thread::current(),
+            }),
+            wall: Cell::new(None),
             parks_without_progress: Cell::new(0),
             parked_at_ns: Cell::new(0),
         });
         let dom0 = world.create_domain(&DomainConfig::new("Domain-0"));
         assert_eq!(dom0, DomId::DOM0);
-        SimXen { world }
+        let sim = SimXen { world };
+        if sim.world.config.clock == SimClock::RealTime {
+            sim.follow_wall_clock();
+        }
+        sim
+    }
+
+    /// Switches the world to [`SimClock::RealTime`] from now on: virtual
+    /// time goes on from its current value at the pace of the monotonic
+    /// wall clock, and an idle `park` sleeps for real (module docs, "Real
+    /// time"). Does nothing if the world already follows the wall clock.
+    /// There is no way back.
+    ///
+    /// For a world built deterministic by someone else (the hosted runtime
+    /// builds its world before the appliance reads its arguments) that is
+    /// about to talk to the outside. Must be called on the world's thread.
+    pub fn follow_wall_clock(&self) {
+        if self.world.wall.get().is_some() {
+            return;
+        }
+        let origin_ns = self.world.state.borrow().now_ns;
+        self.world.wall.set(Some(WallClock {
+            origin: Instant::now(),
+            origin_ns,
+        }));
+        self.world.unpark.real_time.store(true, Ordering::Release);
+    }
+
+    /// How the world's time moves now.
+    pub fn clock(&self) -> SimClock {
+        match self.world.wall.get() {
+            Some(_) => SimClock::RealTime,
+            None => SimClock::Virtual,
+        }
     }
 
     /// The config the world was built with.
@@ -328,9 +454,9 @@ impl SimXen {
         g
     }
 
-    /// Virtual time in ns.
+    /// Virtual time in ns (in real time: at least the wall clock's reading).
     pub fn now_ns(&self) -> u64 {
-        self.world.state.borrow().now_ns
+        self.world.now_ns()
     }
 
     /// A generator for the part `label` of this run (a backend, a workload):
@@ -399,7 +525,16 @@ impl SimXen {
 
     /// Moves virtual time to `to_ns` (if later) delivering everything
     /// scheduled up to then, without running any domain's code.
+    ///
+    /// # Panics
+    ///
+    /// In real time ([`SimClock::RealTime`]): time there follows the wall
+    /// clock and is never moved ahead of it.
     pub fn advance_to(&self, to_ns: u64) {
+        assert!(
+            self.world.wall.get().is_none(),
+            "SimXen::advance_to on a real-time world (its time follows the wall clock)"
+        );
         loop {
             self.world.run_due();
             let next = self.world.state.borrow().next_event_ns();
@@ -414,9 +549,43 @@ impl SimXen {
 }
 
 impl World {
+    /// Virtual time: the state's, or in real time the wall clock's reading
+    /// if that is later (the state catches up in [`World::run_due`]).
+    pub(crate) fn now_ns(&self) -> u64 {
+        let now = self.state.borrow().now_ns;
+        match self.wall.get() {
+            Some(wall) => now.max(wall.now_ns()),
+            None => now,
+        }
+    }
+
+    /// In real time, moves the state's time up to the wall clock (no trace
+    /// entry: time there moves all the time, it does not jump).
+    fn follow_wall_clock(&self) {
+        let Some(wall) = self.wall.get() else {
+            return;
+        };
+        let now = wall.now_ns();
+        self.state.borrow_mut().follow_to(now);
+        self.check_time_limit(now);
+    }
+
+    /// Panics once virtual time passed [`SimConfig::time_ns_max`].
+    fn check_time_limit(&self, now_ns: u64) {
+        if let Some(max) = self.config.time_ns_max {
+            assert!(
+                now_ns <= max,
+                "sim livelock: virtual time passed {max} ns (seed {}; docs/sim-testing.md says how to replay it)",
+                self.config.seed
+            );
+        }
+    }
+
     /// Delivers due scheduled events and runs the daemons until quiet.
-    /// Returns whether anything happened.
+    /// Returns whether anything happened. In real time, first brings
+    /// virtual time up to the wall clock.
     pub(crate) fn run_due(&self) -> bool {
+        self.follow_wall_clock();
         let mut any = false;
         for _ in 0..SERVICE_ROUNDS_MAX {
             let delivered = self.state.borrow_mut().deliver_due();
@@ -492,14 +661,36 @@ impl World {
             },
         };
         st.advance_to(next);
-        if let Some(max) = self.config.time_ns_max {
-            assert!(
-                st.now_ns <= max,
-                "sim livelock: virtual time passed {max} ns (seed {}; docs/sim-testing.md says how to replay it)",
-                self.config.seed
-            );
-        }
+        let now = st.now_ns;
+        drop(st);
+        self.check_time_limit(now);
         true
+    }
+
+    /// Real time: sleeps until the wall clock reaches the earlier of
+    /// `deadline_ns` and the next scheduled event (no end: until woken), or
+    /// until the world's thread is unparked. May return early; callers
+    /// re-check.
+    fn sleep(&self, deadline_ns: Option<u64>) {
+        debug_assert_eq!(
+            thread::current().id(),
+            self.unpark.thread.id(),
+            "a sim world parked on a thread other than the one that built it"
+        );
+        let next = self.state.borrow().next_event_ns();
+        let until = match (next, deadline_ns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match until {
+            None => thread::park(),
+            Some(t) => {
+                let left = t.saturating_sub(self.now_ns());
+                if left > 0 {
+                    thread::park_timeout(Duration::from_nanos(left));
+                }
+            }
+        }
     }
 
     /// Records a stall; panics under [`StallPolicy::Panic`].
@@ -537,6 +728,10 @@ impl World {
             if upcall() || deadline_ns.is_some_and(|d| now >= d) {
                 return;
             }
+            if self.wall.get().is_some() {
+                self.sleep(deadline_ns);
+                continue;
+            }
             if !self.jump(deadline_ns) {
                 self.stall();
                 return;
@@ -559,17 +754,39 @@ impl World {
             self.parked_at_ns.set(now);
             self.parks_without_progress.set(0);
         }
-        let unparked = self.unpark.0.swap(false, Ordering::AcqRel);
-        let expired = deadline_ns.is_some_and(|d| now >= d);
-        let work = self.run_due() || self.any_upcall();
-        if !unparked && !expired && !work {
-            if self.jump(deadline_ns) {
-                self.run_due();
-            } else {
-                self.stall();
+        if self.wall.get().is_some() {
+            self.park_real_time(deadline_ns);
+        } else {
+            let unparked = self.unpark.notified.swap(false, Ordering::AcqRel);
+            let expired = deadline_ns.is_some_and(|d| now >= d);
+            let work = self.run_due() || self.any_upcall();
+            if !unparked && !expired && !work {
+                if self.jump(deadline_ns) {
+                    self.run_due();
+                } else {
+                    self.stall();
+                }
             }
         }
         self.demux_all();
+    }
+
+    /// A park in real time: delivers what is due by the wall clock; with
+    /// nothing to do, sleeps until the deadline, the next scheduled event
+    /// or an unpark, and delivers then. Nothing scheduled is not a stall
+    /// here: a wake may come from another thread.
+    fn park_real_time(&self, deadline_ns: Option<u64>) {
+        loop {
+            let work = self.run_due() || self.any_upcall();
+            // Consumed before sleeping: an unpark after this swap finds the
+            // flag clear and unparks the thread, so the sleep ends at once.
+            let unparked = self.unpark.notified.swap(false, Ordering::AcqRel);
+            let now = self.state.borrow().now_ns;
+            if work || unparked || deadline_ns.is_some_and(|d| now >= d) {
+                return;
+            }
+            self.sleep(deadline_ns);
+        }
     }
 
     /// Whether any domain with guest code has an upcall pending.
@@ -608,6 +825,10 @@ impl Platform for SimXen {
     /// `deadline_ns` and the next scheduled event and delivers that. Never
     /// sleeps for real. With neither a deadline nor a scheduled event,
     /// nothing can ever happen: a stall ([`StallPolicy`]).
+    ///
+    /// In real time ([`SimClock::RealTime`]) it sleeps instead of jumping,
+    /// until the wall clock reaches that time or an unpark comes, and never
+    /// stalls.
     fn park(&self, deadline_ns: Option<u64>) {
         self.world.park(deadline_ns);
     }
@@ -629,6 +850,7 @@ impl SimDomain {
 mod test {
     use super::*;
     use crate::sim::world::SCHEDULED_MAX;
+    use ringlet_executor::{sleep, Executor};
 
     #[test]
     fn rearming_the_timer_keeps_one_schedule_entry() {
@@ -660,5 +882,117 @@ mod test {
             guest.upcall_pending(),
             "beyond the bound the event is delivered at once"
         );
+    }
+    /// A remote waker: a flag and the waker of the task that waits on it.
+    #[derive(Default)]
+    struct Flag(std::sync::Mutex<(bool, Option<core::task::Waker>)>);
+
+    impl Flag {
+        fn set(&self) {
+            let mut f = self.0.lock().unwrap();
+            f.0 = true;
+            if let Some(w) = f.1.take() {
+                w.wake();
+            }
+        }
+
+        async fn wait(&self) {
+            core::future::poll_fn(|cx| {
+                let mut f = self.0.lock().unwrap();
+                if f.0 {
+                    return core::task::Poll::Ready(());
+                }
+                f.1 = Some(cx.waker().clone());
+                core::task::Poll::Pending
+            })
+            .await
+        }
+    }
+
+    #[test]
+    fn a_real_time_sleep_takes_wall_time_and_the_virtual_clock_agrees() {
+        let before = Instant::now();
+        let sim = SimXen::new(SimConfig::new(7).quiet().real_time());
+        assert_eq!(sim.clock(), SimClock::RealTime);
+        let ex = Executor::new(sim.clone());
+        let (wall, virt) = ex.block_on(async {
+            let (wall0, virt0) = (Instant::now(), sim.now_ns());
+            sleep(Duration::from_millis(20)).await;
+            (wall0.elapsed(), sim.now_ns() - virt0)
+        });
+        assert!(wall >= Duration::from_millis(20), "woke after {wall:?}");
+        assert!(virt >= 20_000_000, "virtual clock moved {virt} ns");
+        // Never ahead of the wall clock: the world started after `before`.
+        let now = sim.now_ns();
+        assert!(now <= before.elapsed().as_nanos() as u64, "{now} ns ahead");
+    }
+
+    #[test]
+    fn an_idle_real_time_park_waits_for_a_wake_from_another_thread() {
+        let sim = SimXen::new(SimConfig::new(8).quiet().real_time());
+        let ex = Executor::new(sim.clone());
+        let flag = Arc::new(Flag::default());
+        let setter = flag.clone();
+        let t0 = Instant::now();
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            setter.set();
+        });
+        // No deadline and nothing scheduled: a deterministic world would
+        // declare a stall here; this one sleeps until the remote wake.
+        ex.block_on(flag.wait());
+        thread.join().unwrap();
+        assert!(t0.elapsed() >= Duration::from_millis(30));
+        assert!(sim.now_ns() >= 30_000_000, "at {} ns", sim.now_ns());
+        assert_eq!(sim.stalls(), 0);
+    }
+
+    #[test]
+    fn an_unpark_before_the_park_ends_it_at_once() {
+        let sim = SimXen::new(SimConfig::new(9).quiet().real_time());
+        let unpark = Platform::unparker(&sim);
+        std::thread::spawn(move || unpark.unpark()).join().unwrap();
+        // Returns (it would sleep forever otherwise: no deadline, nothing
+        // scheduled).
+        Platform::park(&sim, None);
+    }
+
+    #[test]
+    fn a_switched_world_goes_on_from_its_virtual_time() {
+        let sim = SimXen::new(SimConfig::new(10).quiet());
+        assert_eq!(sim.clock(), SimClock::Virtual);
+        let ex = Executor::new(sim.clone());
+        ex.block_on(sleep(Duration::from_secs(10)));
+        assert_eq!(sim.now_ns(), 10_000_000_000, "jumped, exactly");
+        let switched = Instant::now();
+        sim.follow_wall_clock();
+        sim.follow_wall_clock(); // once is enough; again does nothing
+        let wall0 = Instant::now();
+        ex.block_on(sleep(Duration::from_millis(20)));
+        assert!(wall0.elapsed() >= Duration::from_millis(20));
+        let now = sim.now_ns();
+        assert!(now >= 10_020_000_000, "at {now} ns");
+        // Never ahead of the wall clock since the switch.
+        assert!(now <= 10_000_000_000 + switched.elapsed().as_nanos() as u64);
+    }
+
+    #[test]
+    fn a_single_domain_block_sleeps_for_real_until_its_timer() {
+        use crate::platform::XenPlatform;
+        let sim = SimXen::new(SimConfig::new(11).quiet().real_time());
+        let guest = sim.create_domain(DomainConfig::new("guest"));
+        let g = sim.guest(guest.id());
+        let ex = Executor::new(XenPlatform::new(g.clone()));
+        let wall0 = Instant::now();
+        ex.block_on(sleep(Duration::from_millis(20)));
+        assert!(wall0.elapsed() >= Duration::from_millis(20));
+        assert!(g.now_ns() >= 20_000_000);
+    }
+
+    #[test]
+    #[should_panic(expected = "real-time world")]
+    fn advance_to_refuses_to_run_ahead_of_the_wall_clock() {
+        let sim = SimXen::new(SimConfig::new(12).quiet().real_time());
+        sim.advance_to(1_000_000_000);
     }
 }

@@ -158,6 +158,12 @@ impl State {
         }
     }
 
+    /// Moves time forward to `to_ns` without a trace entry: a real-time
+    /// world following the wall clock (its time moves all the time).
+    pub(crate) fn follow_to(&mut self, to_ns: u64) {
+        self.now_ns = self.now_ns.max(to_ns);
+    }
+
     /// Delivers every scheduled event due by now, in (time, order) order.
     /// Returns how many it delivered.
     pub(crate) fn deliver_due(&mut self) -> usize {
