@@ -76,36 +76,7 @@ impl TapDevice {
     /// permission), or `InvalidInput` for a name that is empty, too long or
     /// contains a NUL.
     pub fn open(name: &str, mac: [u8; 6]) -> io::Result<TapDevice> {
-        let cname = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
-        if name.is_empty() || cname.as_bytes_with_nul().len() > libc::IFNAMSIZ {
-            return Err(io::ErrorKind::InvalidInput.into());
-        }
-        let path = c"/dev/net/tun";
-        // SAFETY: `path` is a NUL-terminated string that outlives the call.
-        let raw = unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: ifreq is plain data (integers, arrays, a union of plain
-        // data); all zeroes is a valid value.
-        let mut ifr: libc::ifreq = unsafe { core::mem::zeroed() };
-        for (dst, &src) in ifr.ifr_name.iter_mut().zip(cname.as_bytes()) {
-            *dst = src as libc::c_char;
-        }
-        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
-        // SAFETY: TUNSETIFF reads and writes one ifreq, which `ifr` is, and
-        // `fd` is an open /dev/net/tun.
-        let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = open_tap_fd(name)?;
         let shared = Arc::new(Shared {
             fd,
             state: Mutex::new(WaitState::default()),
@@ -127,6 +98,47 @@ impl TapDevice {
     pub fn stats(&self) -> TapStats {
         self.stats
     }
+}
+
+/// Opens (or creates) the TAP interface `name`: a non-blocking,
+/// close-on-exec fd of `/dev/net/tun` attached with `IFF_TAP | IFF_NO_PI`
+/// (each read and write is one Ethernet frame, without a header).
+///
+/// # Errors
+///
+/// As [`TapDevice::open`].
+pub(crate) fn open_tap_fd(name: &str) -> io::Result<OwnedFd> {
+    let cname = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+    if name.is_empty() || cname.as_bytes_with_nul().len() > libc::IFNAMSIZ {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let path = c"/dev/net/tun";
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    let raw = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: ifreq is plain data (integers, arrays, a union of plain
+    // data); all zeroes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { core::mem::zeroed() };
+    for (dst, &src) in ifr.ifr_name.iter_mut().zip(cname.as_bytes()) {
+        *dst = src as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes one ifreq, which `ifr` is, and
+    // `fd` is an open /dev/net/tun.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
 }
 
 /// The wait thread: waits until armed, then until the fd is readable, then

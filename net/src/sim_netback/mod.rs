@@ -5,6 +5,8 @@
 //! - [`bridge`]: [`Bridge`], a learning switch with bounded port queues.
 //! - [`netback`]: [`Netback`], one vif's backend: the xenbus handshake,
 //!   the rings in rx-copy mode, injected faults, disconnect and reconnect.
+//! - [`tap_port`] (`std`, Linux): [`TapPort`], a bridge port on a TAP
+//!   device, joining a real-time world's bridge to the host's network.
 //!
 //! ```
 //! use ringlet_net::netfront::Mac;
@@ -24,8 +26,12 @@
 
 pub mod bridge;
 pub mod netback;
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub mod tap_port;
 
 pub use bridge::{Bridge, BridgeFull, BridgePort, BridgeStats, PortStats};
 pub use netback::{
     add_vif, Netback, NetbackConfig, NetbackError, NetbackExit, NetbackStats, NetbackStatsHandle,
 };
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub use tap_port::{TapOpenError, TapPort, TapPortStats, TapRunError};
