@@ -218,15 +218,20 @@ async fn serve<D: ringlet_storage::BlockDevice + 'static>(
 ///   [`CHECK_FILES_MAX`]) and compares it byte for byte, then a range, a
 ///   HEAD, a conditional GET and a 404; then dom0 asks for a poweroff and
 ///   httpd stops gracefully. Exit status 0 when everything matched.
-/// - `--tap NAME`: **not through the sim**. The software Xen has no
-///   real-time source yet, so its netback cannot be bridged to a TAP device
-///   (docs/network.md). Instead the same server, stack and tar store run on
-///   a real-time executor in a thread, over the TAP device directly and the
-///   image in memory (no netfront or blkfront). `ip=` (default
-///   10.0.0.2/24) and `port=` (default 80) as on Xen. Needs root (or a TAP
-///   made with `ip tuntap add NAME mode tap user $USER`); give the host side
-///   an address: `ip addr add 10.0.0.1/24 dev NAME; ip link set NAME up`.
-///   Ctrl-C ends it.
+/// - `--tap NAME`: the same appliance **on the sim, in real time**, for
+///   the host to reach. The world follows the wall clock
+///   ([`SimXen::follow_wall_clock`]); dom0 gives httpd the same vbd
+///   (blkback serving the image) and vif (netback on a bridge) as in the
+///   self-check, and attaches the bridge to the TAP device `NAME`
+///   ([`TapPort`]), so the host's frames go TAP → bridge → netback →
+///   httpd's netfront, and every file comes through blkfront. `ip=`
+///   (default 10.0.0.2/24) and `port=` (default 80) as on Xen. Needs root
+///   (or a TAP made with `ip tuntap add NAME mode tap user $USER`); give
+///   the host side an address: `ip addr add 10.0.0.1/24 dev NAME; ip link
+///   set NAME up`, then `curl http://10.0.0.2/`. Ctrl-C (or SIGTERM) is
+///   `xl shutdown`: dom0 writes `poweroff` to httpd's `control/shutdown`,
+///   httpd stops gracefully and the exit status is 0; a second Ctrl-C
+///   quits at once.
 /// - `--pack OUT`: write the site image (the demo site by default) to OUT
 ///   and exit (the e2e harness's disk image).
 #[cfg(not(target_os = "none"))]
@@ -237,7 +242,7 @@ mod hosted {
     use std::string::{String, ToString};
     use std::vec::Vec;
 
-    use ringlet::executor::{spawn, Executor};
+    use ringlet::executor::spawn;
     use ringlet::xen::hypervisor::DomId;
     use ringlet::xen::sim::xenbus::DeviceSpec;
     use ringlet::xen::sim::{DomainConfig, SimXen};
@@ -246,11 +251,11 @@ mod hosted {
     use ringlet_httpd::pack;
     use ringlet_httpd::server::ServerConfig;
     use ringlet_net::netfront::{self, Mac, NetfrontConfig};
-    use ringlet_net::sim_netback::{add_vif, Bridge, Netback, NetbackConfig};
+    use ringlet_net::sim_netback::{
+        add_vif, Bridge, Netback, NetbackConfig, NetbackStatsHandle, TapPort,
+    };
     use ringlet_net::{IpConfig, Stack, StackConfig};
     use ringlet_storage::sim::{Backing, Blkback, BlkbackConfig};
-    use ringlet_storage::tar::TarStore;
-    use ringlet_storage::MemDevice;
 
     use super::HttpdError;
 
@@ -266,6 +271,10 @@ mod hosted {
     const VBD_DEVID: u32 = 51712;
     /// Frames the sim bridge queues per port.
     const BRIDGE_FRAMES: usize = 512;
+    /// httpd's vif MAC (Xen's OUI, as `xl` makes them).
+    const SERVER_MAC: Mac = Mac([0, 0x16, 0x3e, 0, 0, 2]);
+    /// The client guest's vif MAC.
+    const CLIENT_MAC: Mac = Mac([0, 0x16, 0x3e, 0, 0, 3]);
 
     /// What went wrong in a hosted run.
     #[derive(Debug)]
@@ -274,13 +283,15 @@ mod hosted {
         Usage(&'static str),
         /// The site could not be read or packed, or the image written.
         Site(std::io::Error),
-        /// The TAP device could not be opened.
-        Tap(std::io::Error),
+        /// The TAP device could not be opened or put on the bridge.
+        Tap(ringlet_net::sim_netback::TapOpenError),
+        /// Ctrl-C could not be taken over.
+        Signals(std::io::Error),
         /// The self-check client failed.
         Client(&'static str, ClientError),
         /// A response was not what the image says.
         Mismatch(String),
-        /// The client guest's devices failed.
+        /// dom0's devices or the client guest could not be set up.
         Setup(String),
     }
 
@@ -289,10 +300,11 @@ mod hosted {
             match self {
                 HostedError::Usage(u) => write!(f, "usage: {u}"),
                 HostedError::Site(e) => write!(f, "site: {e}"),
-                HostedError::Tap(e) => write!(f, "TAP device: {e}"),
+                HostedError::Tap(e) => write!(f, "{e}"),
+                HostedError::Signals(e) => write!(f, "taking over Ctrl-C: {e}"),
                 HostedError::Client(what, e) => write!(f, "self-check {what}: {e}"),
                 HostedError::Mismatch(what) => write!(f, "self-check: {what}"),
-                HostedError::Setup(what) => write!(f, "self-check setup: {what}"),
+                HostedError::Setup(what) => write!(f, "setup: {what}"),
             }
         }
     }
@@ -352,54 +364,115 @@ mod hosted {
             return Ok(());
         }
         if let Some(tap) = &args.tap {
-            return tap_mode(tap, &args.cmdline, image).map_err(HttpdError::Hosted);
+            return tap_mode(env, sim, id, tap, &args.cmdline, image).await;
         }
         self_check(env, sim, id, &args.cmdline, image).await
     }
 
-    /// `--tap`: the server over a TAP device on a real-time executor, in a
-    /// thread (see the module docs).
-    fn tap_mode(tap: &str, cmdline: &str, image: Vec<u8>) -> Result<(), HostedError> {
-        let mut cmdline = cmdline.to_string();
-        if !cmdline.contains("ip=") {
-            cmdline.push_str(SERVER_IP);
+    /// The appliance's command line: `cmdline` with the default `ip=`
+    /// unless it has one.
+    fn server_cmdline(cmdline: &str) -> String {
+        let mut out = cmdline.to_string();
+        if !out.contains("ip=") {
+            out.push_str(SERVER_IP);
         }
-        let config = ServerConfig::from_cmdline(&cmdline)
-            .map_err(|_| HostedError::Usage("port=N with N in 1..=65535"))?;
-        let ip = IpConfig::from_cmdline(&cmdline)
-            .map_err(|_| HostedError::Usage("ip=A.B.C.D/N [gw=A.B.C.D]"))?;
-        let dev = ringlet_net::tap::TapDevice::open(tap, [0x02, 0x16, 0x3e, 0, 0, 2])
-            .map_err(HostedError::Tap)?;
-        log::warn!(
-            "httpd: --tap runs the server over the TAP device directly on a real-time executor \
-             (not through the sim's netfront/blkfront: the sim has no real-time source yet)"
+        out
+    }
+
+    /// dom0's side of httpd's disk: vbd xvda, the sim's blkback serving
+    /// `image`.
+    fn add_disk(sim: &SimXen, id: DomId, image: Vec<u8>) {
+        let vbd = sim.add_device(&DeviceSpec::new("vbd", id, VBD_DEVID));
+        spawn(Blkback::serve_xenbus(
+            sim.clone(),
+            vbd,
+            Backing::Mem(image),
+            BlkbackConfig::default(),
+        ))
+        .detach();
+    }
+
+    /// dom0's side of `dom`'s vif 0: a netback on `bridge`.
+    fn add_nic(
+        sim: &SimXen,
+        bridge: &Bridge,
+        dom: DomId,
+        mac: Mac,
+    ) -> Result<NetbackStatsHandle, HostedError> {
+        let paths = add_vif(sim, dom, 0, mac);
+        let back = Netback::new(sim, bridge, paths, NetbackConfig::default())
+            .map_err(|_| HostedError::Setup("no bridge port".into()))?;
+        let stats = back.stats();
+        spawn(back.run()).detach();
+        Ok(stats)
+    }
+
+    /// dom0's `xl shutdown`: `poweroff` in `id`'s `control/shutdown`.
+    async fn request_poweroff(sim: &SimXen, id: DomId) {
+        if let Ok(xs) = sim.dom0_xenstore() {
+            if let Ok(home) = xs.get_domain_path(id).await {
+                let _ = xs
+                    .write(&format!("{home}/control/shutdown"), "poweroff")
+                    .await;
+            }
+        }
+    }
+
+    /// `--tap`: the appliance on a real-time world, its vif's bridge on the
+    /// TAP device `tap` (see the module docs).
+    async fn tap_mode(
+        env: &ringlet::Env,
+        sim: SimXen,
+        id: DomId,
+        tap: &str,
+        cmdline: &str,
+        image: Vec<u8>,
+    ) -> Result<(), HttpdError> {
+        let hosted = HttpdError::Hosted;
+        // First, before any thread exists: threads inherit the blocked
+        // signals, and only the signal thread may take them.
+        let interrupts =
+            signals::Interrupts::take_over().map_err(|e| hosted(HostedError::Signals(e)))?;
+        sim.follow_wall_clock();
+
+        add_disk(&sim, id, image);
+        let bridge = Bridge::new(BRIDGE_FRAMES);
+        let vif = add_nic(&sim, &bridge, id, SERVER_MAC).map_err(hosted)?;
+        let port = Rc::new(TapPort::open(tap, &bridge).map_err(|e| hosted(HostedError::Tap(e)))?);
+        log::info!("httpd: vif 0 bridged to the TAP device {tap} (the sim in real time)");
+
+        let (port2, sim2) = (port.clone(), sim.clone());
+        let tap_name = tap.to_string();
+        spawn(async move {
+            let Err(e) = port2.run().await;
+            log::error!("httpd: TAP device {tap_name}: {e}; stopping");
+            request_poweroff(&sim2, id).await;
+        })
+        .detach();
+        let sim3 = sim.clone();
+        spawn(async move {
+            interrupts.next().await;
+            log::info!("httpd: interrupted: dom0 asks for a poweroff (again to quit at once)");
+            request_poweroff(&sim3, id).await;
+        })
+        .detach();
+
+        super::appliance(env, &server_cmdline(cmdline)).await?;
+        let (t, v, b) = (port.stats(), vif.get(), bridge.stats());
+        log::info!(
+            "httpd: TAP {tap}: {} frames in, {} out, dropped {} (queue full) {} (bad size) {} (refused by the host); \
+             netback: {} frames from httpd, {} to httpd; bridge: {} frames, {} dropped (queue full)",
+            t.rx_frames,
+            t.tx_frames,
+            t.rx_dropped_full,
+            t.rx_dropped_bad,
+            t.tx_dropped,
+            v.tx_packets,
+            v.rx_packets,
+            b.frames_in,
+            b.dropped_full
         );
-        let thread = std::thread::spawn(move || {
-            let ex = Executor::new(ringlet::executor::StdPlatform::new());
-            ex.block_on(async move {
-                let store = TarStore::open(MemDevice::from_bytes(512, image))
-                    .await
-                    .map_err(|e| format!("the site image: {e}"))?;
-                let (stack, runner) = Stack::new(dev, super::stack_config(ip, 1, &config))
-                    .map_err(|e| format!("stack: {e}"))?;
-                spawn(runner.run()).detach();
-                let port = config.port;
-                let server = ringlet_httpd::server::Server::bind(&stack, Rc::new(store), config)
-                    .map_err(|e| format!("{e}"))?;
-                let addr = stack.wait_configured().await.address.address();
-                log::info!(
-                    "httpd: serving http://{addr}:{port}/ on {}",
-                    "the TAP device"
-                );
-                server.run(core::future::pending::<()>()).await;
-                Ok::<(), String>(())
-            })
-        });
-        match thread.join() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(HostedError::Setup(e)),
-            Err(_) => Err(HostedError::Setup("the server thread panicked".into())),
-        }
+        Ok(())
     }
 
     /// The regular files of a tar image: (path, bytes), in archive order.
@@ -439,29 +512,15 @@ mod hosted {
         let setup = |what: &str| HttpdError::Hosted(HostedError::Setup(what.to_string()));
 
         // dom0's side: the disk and the network.
-        let vbd = sim.add_device(&DeviceSpec::new("vbd", id, VBD_DEVID));
-        spawn(Blkback::serve_xenbus(
-            sim.clone(),
-            vbd,
-            Backing::Mem(image),
-            BlkbackConfig::default(),
-        ))
-        .detach();
+        add_disk(&sim, id, image);
         let bridge = Bridge::new(BRIDGE_FRAMES);
         let client_dom = sim.create_domain(DomainConfig::new("client")).id();
-        for (dom, last) in [(id, 2u8), (client_dom, 3)] {
-            let paths = add_vif(&sim, dom, 0, Mac([0, 0x16, 0x3e, 0, 0, last]));
-            let back = Netback::new(&sim, &bridge, paths, NetbackConfig::default())
-                .map_err(|_| setup("no bridge port"))?;
-            spawn(back.run()).detach();
-        }
+        add_nic(&sim, &bridge, id, SERVER_MAC).map_err(HttpdError::Hosted)?;
+        add_nic(&sim, &bridge, client_dom, CLIENT_MAC).map_err(HttpdError::Hosted)?;
 
         // The client guest.
         let client_guest = sim.guest(client_dom);
-        let mut server_cmdline = cmdline.to_string();
-        if !server_cmdline.contains("ip=") {
-            server_cmdline.push_str(SERVER_IP);
-        }
+        let server_cmdline = server_cmdline(cmdline);
         let port = ServerConfig::from_cmdline(&server_cmdline)
             .map(|c| c.port)
             .unwrap_or(80);
@@ -474,13 +533,7 @@ mod hosted {
                 Err(e) => log::error!("client: {e}"),
             }
             // dom0: `xl shutdown httpd`.
-            if let Ok(xs) = sim2.dom0_xenstore() {
-                if let Ok(home) = xs.get_domain_path(id).await {
-                    let _ = xs
-                        .write(&format!("{home}/control/shutdown"), "poweroff")
-                        .await;
-                }
-            }
+            request_poweroff(&sim2, id).await;
             result
         });
 
@@ -602,5 +655,120 @@ mod hosted {
         let mut out = String::new();
         ringlet_httpd::http::target::encode_path(path, &mut out);
         out
+    }
+
+    /// Ctrl-C (SIGINT) and SIGTERM for `--tap`, taken by `sigwait(3)` in a
+    /// thread of their own rather than by a handler: the wake then goes
+    /// through an ordinary [`Waker`] (the executor's remote wake, which
+    /// unparks the real-time world) from an ordinary thread, and nothing
+    /// runs in signal context.
+    ///
+    /// [`Waker`]: core::task::Waker
+    // pthread_sigmask, sigwait and the sigset calls are FFI.
+    #[allow(unsafe_code)]
+    mod signals {
+        use core::future::poll_fn;
+        use core::task::{Poll, Waker};
+        use std::io;
+        use std::sync::{Arc, Mutex, MutexGuard};
+
+        /// The exit status after a second interrupt: 128 + SIGINT, as a
+        /// shell reports a process that SIGINT ended.
+        const EXIT_INTERRUPTED_AGAIN: i32 = 128 + libc::SIGINT;
+
+        #[derive(Debug, Default)]
+        struct State {
+            interrupted: bool,
+            /// The waiting task's waker.
+            waker: Option<Waker>,
+        }
+
+        fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+            state.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        /// SIGINT and SIGTERM, taken over from their default (which kills
+        /// the process).
+        #[derive(Debug)]
+        pub(super) struct Interrupts {
+            state: Arc<Mutex<State>>,
+        }
+
+        impl Interrupts {
+            /// Blocks SIGINT and SIGTERM in the calling thread, and so in
+            /// every thread it spawns from now on (call it before any other
+            /// thread exists), and starts the thread that takes them: the
+            /// first one resolves [`next`](Interrupts::next), a second one
+            /// exits the process at once.
+            pub(super) fn take_over() -> io::Result<Interrupts> {
+                let set = signal_set();
+                // SAFETY: `set` is an initialised sigset_t valid for the
+                // call; the old mask is not asked for (null).
+                let r =
+                    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, core::ptr::null_mut()) };
+                if r != 0 {
+                    return Err(io::Error::from_raw_os_error(r));
+                }
+                let state = Arc::new(Mutex::new(State::default()));
+                let taker = state.clone();
+                std::thread::Builder::new()
+                    .name("signals".into())
+                    .spawn(move || loop {
+                        let mut signal = 0;
+                        // SAFETY: `set` and `signal` are valid for the call;
+                        // the signals in `set` are blocked in this thread
+                        // (inherited), as sigwait requires.
+                        if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
+                            // Only EINVAL (a bad set): nothing to wait for.
+                            return;
+                        }
+                        let waker = {
+                            let mut st = lock(&taker);
+                            if st.interrupted {
+                                log::warn!("httpd: interrupted again: quitting at once");
+                                std::process::exit(EXIT_INTERRUPTED_AGAIN);
+                            }
+                            st.interrupted = true;
+                            st.waker.take()
+                        };
+                        if let Some(w) = waker {
+                            w.wake();
+                        }
+                    })?;
+                Ok(Interrupts { state })
+            }
+
+            /// Resolves once the first interrupt came.
+            ///
+            /// # Cancellation
+            ///
+            /// Cancel-safe.
+            pub(super) async fn next(&self) {
+                poll_fn(|cx| {
+                    let mut st = lock(&self.state);
+                    if st.interrupted {
+                        return Poll::Ready(());
+                    }
+                    st.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                })
+                .await
+            }
+        }
+
+        /// {SIGINT, SIGTERM}.
+        fn signal_set() -> libc::sigset_t {
+            // SAFETY: sigset_t is plain data (an array of integers): all
+            // zeroes is a valid value, which sigemptyset then initialises.
+            let mut set: libc::sigset_t = unsafe { core::mem::zeroed() };
+            // SAFETY: `set` is valid for each call; SIGINT and SIGTERM are
+            // valid signal numbers, so none of these can fail.
+            unsafe {
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGINT);
+                libc::sigaddset(&mut set, libc::SIGTERM);
+            }
+            set
+        }
     }
 }
