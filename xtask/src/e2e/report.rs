@@ -76,9 +76,30 @@ pub struct Figure {
     pub unit: String,
 }
 
-/// Parses one console line; `None` when it holds no protocol line.
+/// Whether the text before a protocol word marks the line as a guest's
+/// output, which the serial console carries too and which must never count
+/// (a guest printing `RINGLET-E2E x ok` would pass a scenario): Xen's
+/// prefix for a guest's port 0xe9 and console writes (`(d1) `), dom0's
+/// copy of guest consoles (`guest-console <file>: `), and the indented dumps
+/// of consoles and logs in failure reports (`  | `).
+fn from_guest(prefix: &str) -> bool {
+    if prefix.contains("guest-console") || prefix.contains("| ") {
+        return true;
+    }
+    prefix.match_indices("(d").any(|(i, _)| {
+        let rest = &prefix[i + 2..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        digits > 0 && rest[digits..].starts_with(')')
+    })
+}
+
+/// Parses one console line; `None` when it holds no protocol line (or holds
+/// one only inside a guest's output).
 pub fn parse_line(line: &str) -> Option<Event> {
     let at = line.find("RINGLET-")?;
+    if from_guest(&line[..at]) {
+        return None;
+    }
     let line = line[at..].trim_end();
     let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
     match word {
@@ -247,6 +268,18 @@ mod test {
         // After kernel text on the same line.
         assert_eq!(
             parse_line("[   12.0] xen: fooRINGLET-E2E net ok"),
+            result("net", Outcome::Ok)
+        );
+        // A guest's output, however it reaches the serial console.
+        assert_eq!(parse_line("(XEN) (d1) RINGLET-E2E hello ok"), None);
+        assert_eq!(parse_line("(d12) RINGLET-E2E-DONE 5 0"), None);
+        assert_eq!(
+            parse_line("[ 41.7] guest-console guest-x.log: RINGLET-E2E net ok"),
+            None
+        );
+        assert_eq!(parse_line("[ 47.7]   | guest: RINGLET-E2E httpd ok"), None);
+        assert_eq!(
+            parse_line("[ 12.0] (d1 is not a domain) RINGLET-E2E net ok"),
             result("net", Outcome::Ok)
         );
         assert_eq!(parse_line("RINGLET-E2E smoke okay"), None);
