@@ -46,6 +46,9 @@ const LOAD_SCENARIO: &str = "bench-load";
 const LUA: &str = include_str!("bench.lua");
 const LINUX_CFG: &str = include_str!("linux.cfg");
 const RINGLET_CFG: &str = include_str!("ringlet.cfg");
+/// The guests' hotplug scripts (`script=` in the configs): see their heads.
+const HOTPLUG_VIF: &str = include_str!("hotplug-vif.sh");
+const HOTPLUG_BLOCK: &str = include_str!("hotplug-block.sh");
 const DOM0_TOOL: &str = "xtask/src/benchxen/bench-dom0.c";
 /// The Ringlet httpd appliance's package.
 const RINGLET_PACKAGE: &str = "ringlet-httpd";
@@ -537,6 +540,16 @@ fn common_files(kind: Option<Kind>, scratch: &Path) -> Result<Vec<(String, u32, 
         ),
         ("bench.lua".to_string(), 0o644, LUA.as_bytes().to_vec()),
         ("bench-dom0".to_string(), 0o755, dom0_tool(scratch)?),
+        (
+            "hotplug-vif".to_string(),
+            0o755,
+            HOTPLUG_VIF.as_bytes().to_vec(),
+        ),
+        (
+            "hotplug-block".to_string(),
+            0o755,
+            HOTPLUG_BLOCK.as_bytes().to_vec(),
+        ),
     ];
     for f in &site::FILES {
         files.push((format!("site-{}", f.name), 0o644, site::content(f)));
@@ -767,6 +780,8 @@ mod test {
                 "vcpus = 1",
                 "mac=@MAC@",
                 "target=@DIR@/disk.img",
+                "script=@DIR@/hotplug-vif",
+                "script=@DIR@/hotplug-block",
             ] {
                 assert!(cfg.contains(needle), "no {needle}");
             }
