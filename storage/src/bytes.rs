@@ -42,6 +42,27 @@ impl AlignedBuf {
         }
     }
 
+    /// Like [`new`](AlignedBuf::new), but `None` instead of an abort when
+    /// the heap cannot give the memory.
+    ///
+    /// # Panics
+    ///
+    /// If `align` is not a power of two.
+    pub fn try_new(len: usize, align: usize) -> Option<AlignedBuf> {
+        assert!(align.is_power_of_two(), "alignment must be a power of two");
+        let total = len.checked_add(align - 1)?;
+        let mut storage = Vec::new();
+        storage.try_reserve_exact(total).ok()?;
+        storage.resize(total, 0);
+        let start = storage.as_ptr().align_offset(align);
+        assert!(start < align, "align_offset on u8 is always exact");
+        Some(AlignedBuf {
+            storage,
+            start,
+            len,
+        })
+    }
+
     /// The buffer.
     pub fn as_slice(&self) -> &[u8] {
         &self.storage[self.start..self.start + self.len]
@@ -163,6 +184,11 @@ mod test {
             b.as_mut_slice()[999] = 1;
         }
         assert!(AlignedBuf::new(0, 8).is_empty());
+        let b = AlignedBuf::try_new(1000, 4096).unwrap();
+        assert_eq!((b.len(), b.as_slice().as_ptr() as usize % 4096), (1000, 0));
+        // More than any heap can give: refused, not an abort.
+        assert!(AlignedBuf::try_new(usize::MAX / 2, 1).is_none());
+        assert!(AlignedBuf::try_new(usize::MAX, 2).is_none());
     }
 
     #[test]

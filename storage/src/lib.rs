@@ -6,6 +6,7 @@
 //! - [`MemDevice`]: an in-memory device with injectable faults and latency;
 //!   with the `std` feature, `FileDevice` over a host file.
 //! - [`read_bytes`]: reads of any byte range through a bounded bounce buffer.
+//! - [`CachedDevice`]: a bounded LRU read cache in front of any device.
 //!
 //! The crate is `no_std` + `alloc`.
 #![cfg_attr(not(test), no_std)]
@@ -20,6 +21,7 @@ pub mod blkfront;
 pub mod blkif;
 pub mod block;
 pub mod bytes;
+pub mod cache;
 #[cfg(feature = "std")]
 pub mod file;
 pub mod mem;
@@ -32,6 +34,7 @@ pub use block::{
     WriteError,
 };
 pub use bytes::{read_bytes, AlignedBuf};
+pub use cache::{CacheConfig, CacheConfigError, CacheStats, CachedDevice};
 #[cfg(feature = "std")]
 pub use file::{FileDevice, OpenError};
 pub use mem::{Fault, FaultKind, FaultOn, MemDevice, MemStats};
