@@ -10,7 +10,9 @@ use std::rc::Rc;
 use ringlet_executor::time::{timeout, Duration, Instant};
 use ringlet_executor::{spawn, Executor};
 use ringlet_net::netfront::{connect, Netfront, NetfrontConfig, NetfrontHandle, NetfrontStats};
-use ringlet_net::sim_netback::{add_vif, Bridge, BridgeStats, Netback, NetbackConfig};
+use ringlet_net::sim_netback::{
+    add_vif, Bridge, BridgeStats, Netback, NetbackConfig, NetbackStatsHandle,
+};
 use ringlet_net::{
     IpConfig, Ipv4Address, ReadError, Stack, StackConfig, TcpListener, TcpReader, TcpStream,
     UdpSocket, WriteError,
@@ -47,6 +49,9 @@ struct Net {
     b: Stack,
     ha: NetfrontHandle,
     hb: NetfrontHandle,
+    /// dom0's netbacks of A and B.
+    va: NetbackStatsHandle,
+    vb: NetbackStatsHandle,
     ex: Executor,
     bridge: Bridge,
     sim: SimXen,
@@ -55,10 +60,22 @@ struct Net {
 /// Two guests with a vif each on one bridge, netfronts connected and
 /// supervised, a stack on each (A = 10.0.0.1, B = 10.0.0.2).
 fn net(config: SimConfig, nb: NetbackConfig, sa: StackConfig, sb: StackConfig) -> Net {
+    net_with(config, nb, NetfrontConfig::default(), sa, sb)
+}
+
+/// [`net`] with both netfronts configured as `nf`.
+fn net_with(
+    config: SimConfig,
+    nb: NetbackConfig,
+    nf: NetfrontConfig,
+    sa: StackConfig,
+    sb: StackConfig,
+) -> Net {
     let sim = SimXen::new(config);
     let ex = Executor::new(sim.clone());
     let bridge = Bridge::new(512);
     let mut guests = Vec::new();
+    let mut backs = Vec::new();
     for n in 1..=2u8 {
         let dom = sim
             .create_domain(DomainConfig::new(&format!("guest{n}")))
@@ -66,6 +83,7 @@ fn net(config: SimConfig, nb: NetbackConfig, sa: StackConfig, sb: StackConfig) -
         let mac = ringlet_net::netfront::Mac([0, 0x16, 0x3e, 0, 0, n]);
         let paths = add_vif(&sim, dom, 0, mac);
         let back = Netback::new(&sim, &bridge, paths, nb).unwrap();
+        backs.push(back.stats());
         ex.spawn(back.run()).detach();
         guests.push(sim.guest(dom));
     }
@@ -73,8 +91,8 @@ fn net(config: SimConfig, nb: NetbackConfig, sa: StackConfig, sb: StackConfig) -
     let (da, db): (Netfront, Netfront) = ex.block_on(async move {
         let xa = Xenstore::new(&ga).unwrap();
         let xb = Xenstore::new(&gb).unwrap();
-        let a = connect(&ga, &xa, NetfrontConfig::default()).await.unwrap();
-        let b = connect(&gb, &xb, NetfrontConfig::default()).await.unwrap();
+        let a = connect(&ga, &xa, nf).await.unwrap();
+        let b = connect(&gb, &xb, nf).await.unwrap();
         for (h, xs) in [(a.handle(), xa), (b.handle(), xb)] {
             spawn(async move {
                 let e = h.supervise(&xs).await;
@@ -97,6 +115,8 @@ fn net(config: SimConfig, nb: NetbackConfig, sa: StackConfig, sb: StackConfig) -
         b,
         ha,
         hb,
+        vb: backs.pop().unwrap(),
+        va: backs.pop().unwrap(),
     }
 }
 
@@ -164,21 +184,42 @@ fn report(what: &str, n: &Net, took: Duration) {
     let (sa, sb): (NetfrontStats, NetfrontStats) = (n.ha.stats(), n.hb.stats());
     let br: BridgeStats = n.bridge.stats();
     eprintln!(
-        "{what}: {took:?} virtual; netfront a rx {} tx {} malformed {} downs {} reconnects {}; \
-         b rx {} tx {} malformed {} downs {} reconnects {}; bridge in {} dropped {}",
+        "{what}: {took:?} virtual; netfront a rx {} tx {} (csum offloaded {}) malformed {} \
+         downs {} reconnects {}; b rx {} tx {} (csum offloaded {}) malformed {} downs {} \
+         reconnects {}; bridge in {} dropped {}",
         sa.rx_frames,
         sa.tx_frames,
+        sa.tx_csum_offloaded,
         sa.malformed(),
         sa.link_downs,
         sa.reconnects,
         sb.rx_frames,
         sb.tx_frames,
+        sb.tx_csum_offloaded,
         sb.malformed(),
         sb.link_downs,
         sb.reconnects,
         br.frames_in,
         br.dropped_full
     );
+}
+
+/// Every TCP/UDP frame a netfront sent went with `csum_blank` (offload
+/// on) or none did (off), and its netback completed exactly those. The
+/// frames not offloaded are the ARP exchange (a request or a reply each).
+fn assert_offload(n: &Net, on: bool) {
+    for (s, v) in [(n.ha.stats(), n.va.get()), (n.hb.stats(), n.vb.get())] {
+        assert_eq!(s.tx_csum_computed, 0, "{s:?}");
+        assert_eq!(s.tx_dropped, 0, "{s:?}");
+        assert_eq!(v.tx_csum_completed, s.tx_csum_offloaded, "{v:?}");
+        assert_eq!(v.tx_csum_dropped, 0, "{v:?}");
+        if on {
+            assert!(s.tx_frames - s.tx_csum_offloaded <= 2, "{s:?}");
+            assert!(s.tx_csum_offloaded > 0, "{s:?}");
+        } else {
+            assert_eq!(s.tx_csum_offloaded, 0, "{s:?}");
+        }
+    }
 }
 
 #[test]
@@ -199,6 +240,30 @@ fn one_mib_each_way_over_netfronts_byte_for_byte() {
         assert_eq!(s.link_downs, 0);
         assert!(s.rx_bytes > MIB as u64);
     }
+    // The receiving smoltcp verified every checksum the backend completed.
+    assert_offload(&n, true);
+}
+
+/// The same with tx checksum offload off: smoltcp computes every checksum,
+/// netfront sends no flags.
+#[test]
+fn one_mib_each_way_without_tx_csum_offload() {
+    let nf = NetfrontConfig {
+        tx_csum_offload: false,
+        ..NetfrontConfig::default()
+    };
+    let n = net_with(
+        SimConfig::new(35).quiet(),
+        NetbackConfig::default(),
+        nf,
+        cfg(A),
+        cfg(B),
+    );
+    let (up, down) = (pattern(7, MIB), pattern(8, MIB));
+    let (got_a, got_b, took) = both_ways(&n, up.clone(), down.clone());
+    assert!(got_a == up && got_b == down, "corrupted data");
+    report("1 MiB each way, tx checksum offload off", &n, took);
+    assert_offload(&n, false);
 }
 
 #[test]
@@ -285,6 +350,10 @@ fn udp_both_ways() {
             assert_eq!(&buf[..k2], &msg[..], "echo {i}");
         }
     });
+    // 200 datagrams each way, each completed by a netback (odd lengths
+    // included) and verified by the receiving smoltcp.
+    assert_offload(&n, true);
+    assert_eq!(n.ha.stats().tx_csum_offloaded, 200);
 }
 
 /// 50 connections at once, each echoing 20 000 bytes back; the client

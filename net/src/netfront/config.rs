@@ -30,6 +30,12 @@ pub struct NetfrontConfig {
     pub tx_pages_max: u32,
     /// Bound of one xenbus handshake, in (virtual on the sim) ms.
     pub connect_timeout_ms: u64,
+    /// Transmit checksum offload (default on): smoltcp leaves TCP and UDP
+    /// checksums to the device, netfront writes the pseudo-header sum and
+    /// sends `NETTXF_csum_blank | NETTXF_data_validated`, and the backend
+    /// completes the checksum (see [`csum`](super::csum)). Off: smoltcp
+    /// computes every checksum and netfront sends no flags.
+    pub tx_csum_offload: bool,
 }
 
 impl Default for NetfrontConfig {
@@ -39,6 +45,7 @@ impl Default for NetfrontConfig {
             rx_buffers: RX_BUFFERS_DEFAULT,
             tx_pages_max: TX_PAGES_DEFAULT,
             connect_timeout_ms: CONNECT_TIMEOUT_MS_DEFAULT,
+            tx_csum_offload: true,
         }
     }
 }

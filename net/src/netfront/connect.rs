@@ -22,10 +22,15 @@
 //! wait fails a first handshake; one handshake is bounded by
 //! [`NetfrontConfig::connect_timeout_ms`]. Everything read is untrusted.
 //!
-//! Checksum offload: netfront fills and checks every checksum itself
-//! (smoltcp), sends no `NETTXF_csum_blank`, and writes
-//! `feature-no-csum-offload = 1` so that the backend sends complete
-//! checksums; a `NETRXF_csum_blank` frame that comes anyway is filled.
+//! Checksum offload: on rx, netfront writes `feature-no-csum-offload = 1`
+//! so that the backend sends complete checksums (smoltcp checks them); a
+//! `NETRXF_csum_blank` frame that comes anyway is filled. On tx, with
+//! [`NetfrontConfig::tx_csum_offload`] (default on), TCP/UDP frames go with
+//! `NETTXF_csum_blank | NETTXF_data_validated` and the pseudo-header sum
+//! in the field ([`csum`](super::csum)). netif.h needs no feature node for
+//! that: a backend takes `csum_blank` on tx from any frontend
+//! (`feature-no-csum-offload` and `feature-ipv6-csum-offload` are the
+//! frontend's word on what it accepts on rx).
 //!
 //! # Supervisor (reconnect)
 //!
@@ -351,7 +356,12 @@ pub async fn connect(
     })
     .await
     .map_err(|_| ConnectError::Timeout)??;
-    log::info!("netfront: vif{} {} connected", config.devid, nf.mac());
+    log::info!(
+        "netfront: vif{} {} connected, tx checksum offload {}",
+        config.devid,
+        nf.mac(),
+        if config.tx_csum_offload { "on" } else { "off" }
+    );
     Ok(nf)
 }
 

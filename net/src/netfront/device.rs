@@ -6,9 +6,12 @@
 //! ```text
 //! tx: 1. transmit(): a ring slot and a tx page are free, else None (and the
 //!        runner is woken once a response frees one)
-//!     2. consume(): smoltcp writes the frame into a scratch buffer; it is
-//!        copied into a pool page, the page is granted read-only, the
-//!        request pushed (notify only if the backend asked: req_event)
+//!     2. consume(): smoltcp writes the frame into a scratch buffer; with
+//!        tx checksum offload on, a TCP/UDP checksum field gets the
+//!        pseudo-header sum (flags NETTXF_csum_blank | data_validated;
+//!        see super::csum); it is copied into a pool page, the page is
+//!        granted read-only, the request pushed (notify only if the
+//!        backend asked: req_event)
 //!     3. response: copied out once, id checked by the ring, status judged;
 //!        only now the grant is ended and the page goes back to the pool
 //! rx: 4. refill: pool pages granted writable, rx requests pushed (with
@@ -53,13 +56,14 @@ use ringlet_xen::guest::Guest;
 use ringlet_xen::hypervisor::DomId;
 use ringlet_xen::page::OwnedPage;
 use ringlet_xen::ring::{FrontRing, RingError, RingFull};
-use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, Checksum, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
 use super::config::{Mac, Negotiated, NetfrontConfig};
+use super::csum::{prepare_tx, TxChecksum};
 use super::netif::{
     NetifRx, NetifTx, RxRequest, TxRequest, NETIF_RSP_DROPPED, NETIF_RSP_ERROR, NETIF_RSP_OKAY,
-    RX_RING_SIZE, TX_RING_SIZE,
+    NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED, RX_RING_SIZE, TX_RING_SIZE,
 };
 use super::rx::{RxAssembler, RxDrop, RxMalformed, RxStep, FRAME_LEN_MAX};
 
@@ -177,8 +181,17 @@ pub struct NetfrontStats {
     pub tx_malformed: u64,
     /// `transmit` calls refused because the ring or the page pool was full.
     pub tx_full: u64,
-    /// Frames given to a tx token but not sent (oversized, or the link went
-    /// down).
+    /// Of the frames sent, those that went with
+    /// `NETTXF_csum_blank | NETTXF_data_validated`: the backend completes
+    /// their TCP/UDP checksum (tx checksum offload).
+    pub tx_csum_offloaded: u64,
+    /// Of the frames sent, TCP/UDP frames whose checksum netfront computed
+    /// because the backend could not have completed it (offload on; see
+    /// [`csum`](super::csum)). 0 for smoltcp's frames.
+    pub tx_csum_computed: u64,
+    /// Frames given to a tx token but not sent (oversized, the link went
+    /// down, or, with offload on, a TCP/UDP frame that cannot carry a right
+    /// checksum: [`TxChecksum::Unsendable`]).
     pub tx_dropped: u64,
     /// `receive` calls that left a frame in the ring because a reply could
     /// not have been sent (tx ring or pool full): rx waits for tx room
@@ -611,11 +624,26 @@ impl State {
         frame
     }
 
-    /// Copies `frame` into a pool page, grants it, pushes the request.
-    fn send(&mut self, guest: &Guest, config: &NetfrontConfig, frame: &[u8]) -> bool {
+    /// Fills `frame`'s checksum field as offload wants it (see
+    /// [`csum`](super::csum)), copies the frame into a pool page, grants
+    /// it, pushes the request.
+    fn send(&mut self, guest: &Guest, config: &NetfrontConfig, frame: &mut [u8]) -> bool {
         if frame.len() > FRAME_LEN_MAX || !self.can_transmit(config) {
             return false;
         }
+        let csum = if config.tx_csum_offload {
+            prepare_tx(frame)
+        } else {
+            TxChecksum::Unchanged
+        };
+        let flags = match csum {
+            TxChecksum::Offloaded => NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED,
+            TxChecksum::Computed | TxChecksum::Unchanged => 0,
+            TxChecksum::Unsendable => {
+                log::debug!("netfront: a TCP/UDP frame that cannot be checksummed, not sent");
+                return false;
+            }
+        };
         let page = match self.tx_pool.pop() {
             Some(p) => p,
             None => match guest.alloc_page() {
@@ -641,7 +669,7 @@ impl State {
         if let Err(RingFull(g)) = conn.tx.push_request(granted, |id| TxRequest {
             gref,
             offset: 0,
-            flags: 0,
+            flags,
             id: id.0,
             size,
         }) {
@@ -658,6 +686,11 @@ impl State {
         }
         self.stats.tx_frames += 1;
         self.stats.tx_bytes += frame.len() as u64;
+        match csum {
+            TxChecksum::Offloaded => self.stats.tx_csum_offloaded += 1,
+            TxChecksum::Computed => self.stats.tx_csum_computed += 1,
+            TxChecksum::Unchanged | TxChecksum::Unsendable => {}
+        }
         if let Err(e) = conn.tx.push_and_notify(&conn.channel) {
             self.fail(DownReason::Notify(e));
         }
@@ -995,7 +1028,7 @@ impl phy::TxToken for TxToken<'_> {
         // smoltcp writes the frame; no borrow of the state is held.
         let r = f(&mut buf);
         let mut st = inner.state.borrow_mut();
-        if !st.send(&inner.guest, &inner.config, &buf) {
+        if !st.send(&inner.guest, &inner.config, &mut buf) {
             st.stats.tx_dropped += 1;
         }
         if buf.capacity() <= FRAME_LEN_MAX {
@@ -1048,10 +1081,16 @@ impl Device for Netfront {
         // What the peer may send at once is bounded by the posted rx
         // buffers (smoltcp caps the TCP window it advertises with this).
         caps.max_burst_size = Some(self.inner.config.rx_buffers as usize);
-        // Checksums are computed and verified by smoltcp both ways:
-        // netfront sends no NETTXF_csum_blank and asks the backend for full
-        // checksums (feature-no-csum-offload); a blank one that arrives
-        // anyway is filled before smoltcp sees the frame.
+        // smoltcp verifies every checksum on rx: netfront asks the backend
+        // for full checksums (feature-no-csum-offload), and a blank one
+        // that arrives anyway is filled before smoltcp sees the frame. On
+        // tx, smoltcp computes the IPv4 header and ICMP checksums; TCP and
+        // UDP ones are left to netfront and the backend when offload is on
+        // (`send`, `csum::prepare_tx`).
+        if self.inner.config.tx_csum_offload {
+            caps.checksum.tcp = Checksum::Rx;
+            caps.checksum.udp = Checksum::Rx;
+        }
         caps
     }
 }
@@ -1072,27 +1111,44 @@ mod test {
     use core::task::Waker;
     use ringlet_xen::sim::{DomainConfig, SimConfig, SimXen};
 
-    fn unconnected() -> (SimXen, Netfront) {
+    fn unconnected_with(config: NetfrontConfig) -> (SimXen, Netfront) {
         let sim = SimXen::new(SimConfig::new(1).quiet());
         let dom = sim.create_domain(DomainConfig::new("g")).id();
-        let nf = Netfront::from_parts(
-            sim.guest(dom),
-            NetfrontConfig::default(),
-            Mac([0, 0x16, 0x3e, 0, 0, 1]),
-        );
+        let nf = Netfront::from_parts(sim.guest(dom), config, Mac([0, 0x16, 0x3e, 0, 0, 1]));
         (sim, nf)
     }
 
+    fn unconnected() -> (SimXen, Netfront) {
+        unconnected_with(NetfrontConfig::default())
+    }
+
+    /// Offload on (the default): smoltcp leaves TCP and UDP checksums on tx
+    /// to the device and verifies everything on rx; IPv4 and ICMP stay its
+    /// own both ways.
     #[test]
-    fn capabilities_are_ethernet_1514_with_software_checksums() {
+    fn capabilities_are_ethernet_1514_with_tx_csum_offload() {
         let (_sim, nf) = unconnected();
         let caps = nf.capabilities();
         assert_eq!(caps.medium, Medium::Ethernet);
         assert_eq!(caps.max_transmission_unit, 1514);
         assert_eq!(caps.max_burst_size, Some(128));
+        let c = &caps.checksum;
+        assert!(c.tcp.rx() && !c.tcp.tx());
+        assert!(c.udp.rx() && !c.udp.tx());
+        assert!(c.ipv4.rx() && c.ipv4.tx());
+        assert!(c.icmpv4.rx() && c.icmpv4.tx());
+    }
+
+    /// Offload off: smoltcp computes and verifies every checksum.
+    #[test]
+    fn capabilities_without_offload_are_software_checksums() {
+        let (_sim, nf) = unconnected_with(NetfrontConfig {
+            tx_csum_offload: false,
+            ..NetfrontConfig::default()
+        });
         let both = smoltcp::phy::ChecksumCapabilities::default();
         assert_eq!(
-            alloc::format!("{:?}", caps.checksum),
+            alloc::format!("{:?}", nf.capabilities().checksum),
             alloc::format!("{both:?}")
         );
     }

@@ -5,6 +5,8 @@
 //! - [`config`]: netfront's limits, and the xenstore values it reads (MAC,
 //!   backend features), validated.
 //! - [`rx`]: judging rx responses and assembling frames from them.
+//! - [`csum`]: transmit checksum offload (the pseudo-header sum, or a
+//!   full checksum where the backend could not complete one).
 //! - [`connect`](mod@connect): the xenbus handshake, and the supervisor
 //!   that reconnects.
 //! - [`device`]: the data path, [`Netfront`], a smoltcp `Device` and a
@@ -16,6 +18,7 @@
 
 pub mod config;
 pub mod connect;
+pub mod csum;
 pub mod device;
 pub mod netif;
 pub mod rx;

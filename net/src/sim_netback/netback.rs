@@ -28,7 +28,11 @@
 //! tx: each request chain (`NETTXF_more_data`, at most
 //! `XEN_NETIF_NR_SLOTS_MIN` slots) is checked (sizes, offsets, grants) and
 //! grant-copied out; every slot gets a response (`NETIF_RSP_OKAY`, or
-//! `NETIF_RSP_ERROR` for a bad packet); good frames go to the bridge.
+//! `NETIF_RSP_ERROR` for a bad packet); good frames go to the bridge. A
+//! packet sent with `NETTXF_csum_blank` has its TCP/UDP checksum completed
+//! first, as Linux does with the `CHECKSUM_PARTIAL` skb it makes of it
+//! ([`complete_csum`]); one it cannot parse is dropped after its
+//! `NETIF_RSP_OKAY`, as Linux drops it.
 //! rx: a frame from the bridge is grant-copied into as many of the
 //! frontend's rx buffers as it needs (one, or chunks of
 //! [`NetbackConfig::rx_chunk_max`] bytes chained with `NETRXF_more_data`
@@ -73,7 +77,7 @@ use super::bridge::{Bridge, BridgeFull, BridgePort, BRIDGE_FRAME_MAX};
 use crate::netfront::netif::{
     NetifRx, NetifTx, RxRequest, RxResponse, TxRequest, TxResponse, NETIF_RSP_ERROR,
     NETIF_RSP_NULL, NETIF_RSP_OKAY, NETRXF_DATA_VALIDATED, NETRXF_KNOWN, NETRXF_MORE_DATA,
-    NETTXF_EXTRA_INFO, NETTXF_MORE_DATA, XEN_NETIF_NR_SLOTS_MIN,
+    NETTXF_CSUM_BLANK, NETTXF_EXTRA_INFO, NETTXF_MORE_DATA, XEN_NETIF_NR_SLOTS_MIN,
 };
 use crate::netfront::Mac;
 
@@ -128,6 +132,14 @@ pub struct NetbackStats {
     pub tx_bytes: u64,
     /// Tx packets refused (`NETIF_RSP_ERROR`).
     pub tx_errors: u64,
+    /// Of the packets sent to the bridge, those sent with
+    /// `NETTXF_csum_blank` whose checksum the backend completed.
+    pub tx_csum_completed: u64,
+    /// Tx packets with `NETTXF_csum_blank` whose checksum could not be
+    /// completed (not unfragmented IPv4 TCP/UDP with whole headers):
+    /// answered `NETIF_RSP_OKAY`, then dropped (Linux netback's
+    /// `checksum_setup` fails them the same way).
+    pub tx_csum_dropped: u64,
     /// Frames copied into the frontend's rx buffers.
     pub rx_packets: u64,
     /// Bytes of those.
@@ -653,11 +665,25 @@ impl Netback {
                     _ => ok = false,
                 }
             }
-            let frame = if ok {
+            let mut frame = if ok {
                 self.copy_tx(conn.front, &slots)
             } else {
                 None
             };
+            // Linux answers OKAY once the data is copied, and only then
+            // finds (in `checksum_setup`) a blank checksum it cannot fill.
+            let mut csum_dropped = false;
+            if let Some(f) = frame
+                .as_mut()
+                .filter(|_| first.flags & NETTXF_CSUM_BLANK != 0)
+            {
+                if complete_csum(f) {
+                    self.count(|s| s.tx_csum_completed += 1);
+                } else {
+                    self.count(|s| s.tx_csum_dropped += 1);
+                    csum_dropped = true;
+                }
+            }
             let status = if frame.is_some() {
                 NETIF_RSP_OKAY
             } else {
@@ -669,6 +695,7 @@ impl Netback {
                 status: NETIF_RSP_NULL,
             }));
             match frame {
+                Some(_) if csum_dropped => {}
                 Some(f) => {
                     self.count(|s| {
                         s.tx_packets += 1;
@@ -789,6 +816,43 @@ impl Netback {
     }
 }
 
+/// Completes the TCP or UDP checksum of a frame sent with
+/// `NETTXF_csum_blank`, as Linux does: xen-netback's `checksum_setup` →
+/// `skb_checksum_setup(skb, false)` finds where the checksum starts, then
+/// `skb_checksum_help` sums from there to the end of the frame (the field
+/// holds the pseudo-header sum the frontend put there and is summed with
+/// the rest) and stores the complement, 0 as 0xffff (`CSUM_MANGLED_0`).
+/// Returns false, the frame untouched, when the frame is not what
+/// `skb_checksum_setup_ipv4` accepts: Ethernet type IPv4 (no VLAN tag), a
+/// whole IPv4 header, not a fragment, TCP with 20 header bytes or UDP with
+/// 8. (Linux does not look at the IP version or at a header length under
+/// 5 words there; this model refuses those too.)
+pub fn complete_csum(frame: &mut [u8]) -> bool {
+    const ETH: usize = 14;
+    if frame.len() < ETH + 20 || frame[12..14] != [0x08, 0x00] {
+        return false;
+    }
+    let ip = &frame[ETH..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let frag = u16::from_be_bytes([ip[6], ip[7]]);
+    if ip[0] >> 4 != 4 || ihl < 20 || frag & 0x3fff != 0 {
+        return false;
+    }
+    let (header, field) = match ip[9] {
+        6 => (20, 16),
+        17 => (8, 6),
+        _ => return false,
+    };
+    let start = ETH + ihl;
+    if frame.len() < start + header {
+        return false;
+    }
+    let sum = !smoltcp::wire::checksum::data(&frame[start..]);
+    let sum = if sum == 0 { 0xffff } else { sum };
+    frame[start + field..start + field + 2].copy_from_slice(&sum.to_be_bytes());
+    true
+}
+
 /// Waits until the frontend state at `path` is one `accept` takes and
 /// returns it; `None` if the node is gone (the device was removed).
 async fn wait_front(
@@ -837,6 +901,112 @@ mod test {
                 "noise {noise}: {rsp:?} gave {step:?}"
             );
         }
+    }
+
+    /// An Ethernet + IPv4 frame (header of `ihl` words) around a TCP or UDP
+    /// segment of `len` payload bytes, its checksum computed by smoltcp.
+    fn full_frame(tcp: bool, ihl: u8, len: usize) -> Vec<u8> {
+        use smoltcp::wire::{IpAddress, Ipv4Address, TcpPacket, UdpPacket};
+        let l4 = if tcp { 20 } else { 8 } + len;
+        let ip_len = usize::from(ihl) * 4;
+        let mut f = vec![0u8; 14 + ip_len + l4];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x40 | ihl;
+        f[16..18].copy_from_slice(&((ip_len + l4) as u16).to_be_bytes());
+        f[23] = if tcp { 6 } else { 17 };
+        f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+        f[30..34].copy_from_slice(&[10, 0, 0, 2]);
+        for (i, b) in f[14 + 20..].iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37) ^ 0x5a;
+        }
+        let start = 14 + ip_len;
+        let (s, d) = (
+            IpAddress::Ipv4(Ipv4Address::new(10, 0, 0, 1)),
+            IpAddress::Ipv4(Ipv4Address::new(10, 0, 0, 2)),
+        );
+        if tcp {
+            f[start + 12] = 5 << 4;
+            TcpPacket::new_unchecked(&mut f[start..]).fill_checksum(&s, &d);
+        } else {
+            f[start + 4..start + 6].copy_from_slice(&(l4 as u16).to_be_bytes());
+            UdpPacket::new_unchecked(&mut f[start..]).fill_checksum(&s, &d);
+        }
+        f
+    }
+
+    /// The backend's completion of a frame whose field holds the
+    /// pseudo-header sum gives smoltcp's full checksum (TCP and UDP, odd
+    /// lengths, IPv4 options).
+    #[test]
+    fn csum_blank_is_completed_as_linux_does() {
+        use smoltcp::wire::{checksum, IpProtocol, Ipv4Address};
+        for tcp in [true, false] {
+            for ihl in [5, 6, 15] {
+                for len in [0, 1, 2, 99, 1000] {
+                    let want = full_frame(tcp, ihl, len);
+                    let start = 14 + usize::from(ihl) * 4;
+                    let field = start + if tcp { 16 } else { 6 };
+                    let proto = if tcp {
+                        IpProtocol::Tcp
+                    } else {
+                        IpProtocol::Udp
+                    };
+                    let pseudo = checksum::pseudo_header_v4(
+                        &Ipv4Address::new(10, 0, 0, 1),
+                        &Ipv4Address::new(10, 0, 0, 2),
+                        proto,
+                        (want.len() - start) as u32,
+                    );
+                    let mut f = want.clone();
+                    f[field..field + 2].copy_from_slice(&pseudo.to_be_bytes());
+                    assert!(complete_csum(&mut f));
+                    if tcp && want[field..field + 2] == [0, 0] {
+                        // Linux stores a computed 0 as 0xffff, TCP too.
+                        assert_eq!(f[field..field + 2], [0xff, 0xff]);
+                    } else {
+                        assert_eq!(f, want, "tcp {tcp} ihl {ihl} len {len}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// What Linux's `skb_checksum_setup_ipv4` refuses is refused, the frame
+    /// left as it was.
+    #[test]
+    fn csum_blank_that_cannot_be_completed() {
+        let good = full_frame(true, 5, 10);
+        let mut arp = good.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        let mut vlan = good.clone();
+        vlan[12..14].copy_from_slice(&[0x81, 0x00]);
+        let mut icmp = good.clone();
+        icmp[23] = 1;
+        let mut more_frags = good.clone();
+        more_frags[20] = 0x20;
+        let mut offset = good.clone();
+        offset[21] = 1;
+        let mut v6 = good.clone();
+        v6[14] = 0x65;
+        let mut ihl4 = good.clone();
+        ihl4[14] = 0x44;
+        let short_tcp = good[..14 + 20 + 19].to_vec();
+        let short_ip = good[..14 + 19].to_vec();
+        let short_udp = full_frame(false, 5, 0)[..14 + 20 + 7].to_vec();
+        for (i, f) in [
+            arp, vlan, icmp, more_frags, offset, v6, ihl4, short_tcp, short_ip, short_udp,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut g = f.clone();
+            assert!(!complete_csum(&mut g), "case {i}");
+            assert_eq!(g, f, "case {i}");
+        }
+        // The Don't Fragment bit is not a fragment.
+        let mut df = good.clone();
+        df[20] = 0x40;
+        assert!(complete_csum(&mut df));
     }
 
     #[test]
