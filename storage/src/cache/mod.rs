@@ -128,14 +128,16 @@ impl core::error::Error for CacheConfigError {}
 pub struct CacheStats {
     /// Chunk parts of reads found in the cache.
     pub hits: u64,
-    /// Chunk parts of reads not found (each a fill or a read past the cache).
+    /// Chunk parts of reads not found while the cache was on (each a fill
+    /// or a read past the cache).
     pub misses: u64,
     /// Device reads of whole chunks (fills) that succeeded.
     pub fills: u64,
     /// Bytes those fills read.
     pub fill_bytes: u64,
-    /// Device reads that went past the cache: the cache was off, or every
-    /// buffer it may have was busy with a fill in flight.
+    /// Device reads that went past the cache: whole requests while the
+    /// cache was off, and misses that found every buffer it may have busy
+    /// with a fill in flight.
     pub bypass_reads: u64,
     /// Chunks dropped to make room (least recently used first).
     pub evictions: u64,
