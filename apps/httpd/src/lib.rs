@@ -8,6 +8,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod access_log;
+pub mod cache;
 #[cfg(feature = "appliance")]
 pub mod client;
 pub mod http;

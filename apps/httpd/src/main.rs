@@ -2,13 +2,15 @@
 //!
 //! On Xen (`cargo xtask build httpd`, or `cargo build -p ringlet-httpd
 //! --release --target x86_64-unknown-none`):
-//! 1. the first vbd (lowest id under `device/vbd`) through blkfront, opened
-//!    as a tar store;
+//! 1. the first vbd (lowest id under `device/vbd`) through blkfront, with a
+//!    read cache in front of it, opened as a tar store;
 //! 2. vif 0 through netfront (supervised: reconnected if the backend goes),
 //!    under the ringlet-net stack; IP from the command line (`ip=A.B.C.D/N
 //!    gw=A.B.C.D`) or DHCP;
 //! 3. the server on `port=` (default 80) until `xl shutdown`, then a
-//!    graceful stop and poweroff.
+//!    graceful stop and poweroff. Once it listens, the read cache gets its
+//!    capacity: `cache=` MiB, or by default a share of the free heap (see
+//!    [`ringlet_httpd::cache`]).
 //!
 //! It logs `httpd: serving http://A.B.C.D:PORT/` once it listens.
 //!
@@ -24,11 +26,12 @@ use core::fmt;
 
 use ringlet::executor::{spawn, timeout, Duration};
 use ringlet::xen::xenstore::client::{RequestError, Xenstore};
+use ringlet_httpd::cache::{self, CacheChoice, CacheOption, CacheOptionError};
 use ringlet_httpd::server::{self, ServeError, Server, ServerConfig};
 use ringlet_net::netfront::{self, NetfrontConfig};
 use ringlet_net::{IpConfig, IpConfigError, Stack, StackConfig};
 use ringlet_storage::tar::{TarOpenError, TarStore};
-use ringlet_storage::{blkfront, BlockDevice as _};
+use ringlet_storage::{blkfront, BlockDevice, CacheConfig, CacheConfigError, CachedDevice};
 
 /// Sockets of the stack beyond connections and backlog: room for
 /// connections that are closing (orphans of the stack).
@@ -41,6 +44,9 @@ const TCP_TX_BUFFER_BYTES: usize = 32 * 1024;
 const DHCP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The vif httpd uses.
 const VIF_DEVID: u32 = 0;
+/// The most free heap the read cache's default looks for (the probe's
+/// upper bound; far above any guest's memory).
+const FREE_HEAP_PROBE_MAX: usize = 1 << 40;
 
 /// Why the appliance stopped.
 #[derive(Debug)]
@@ -64,6 +70,10 @@ enum HttpdError {
     Stack(ringlet_net::ConfigError),
     /// The command line's `port=` is invalid.
     Config(server::ConfigError),
+    /// The command line's `cache=` is invalid.
+    CacheOption(CacheOptionError),
+    /// The read cache does not fit the disk.
+    Cache(CacheConfigError),
     /// DHCP gave no address in time.
     NoAddress,
     /// The server could not listen.
@@ -85,6 +95,8 @@ impl fmt::Display for HttpdError {
             HttpdError::Ip(e) => write!(f, "httpd: command line: {e}"),
             HttpdError::Stack(e) => write!(f, "httpd: network stack: {e}"),
             HttpdError::Config(e) => write!(f, "httpd: command line: {e}"),
+            HttpdError::CacheOption(e) => write!(f, "httpd: command line: {e}"),
+            HttpdError::Cache(e) => write!(f, "httpd: read cache: {e}"),
             HttpdError::NoAddress => write!(
                 f,
                 "httpd: no DHCP lease within {} s",
@@ -133,6 +145,7 @@ fn stack_config(ip: IpConfig, seed: u64, server: &ServerConfig) -> StackConfig {
 /// The appliance: disk, network, server (see the crate docs).
 async fn appliance(env: &ringlet::Env, cmdline: &str) -> Result<(), HttpdError> {
     let config = ServerConfig::from_cmdline(cmdline).map_err(HttpdError::Config)?;
+    let cache_option = CacheOption::from_cmdline(cmdline).map_err(HttpdError::CacheOption)?;
     let ip = IpConfig::from_cmdline(cmdline).map_err(HttpdError::Ip)?;
     let xs = env.xenstore().ok_or(HttpdError::NoXenstore)?;
 
@@ -144,6 +157,8 @@ async fn appliance(env: &ringlet::Env, cmdline: &str) -> Result<(), HttpdError> 
     );
     let (monitored, xs2) = (disk.clone(), xs.clone());
     spawn(async move { monitored.monitor(&xs2).await }).detach();
+    // Off while the index is read (headers are read once); sized in `serve`.
+    let disk = CachedDevice::new(disk, CacheConfig::new(0)).map_err(HttpdError::Cache)?;
     let store = TarStore::open(disk).await.map_err(HttpdError::Site)?;
     log::info!(
         "httpd: site on vbd {devid}: {} entries, {} bytes",
@@ -172,19 +187,50 @@ async fn appliance(env: &ringlet::Env, cmdline: &str) -> Result<(), HttpdError> 
         .await
         .map_err(|_| HttpdError::NoAddress)?;
 
-    serve(env, &stack, store, config, addr.address.address()).await
+    serve(
+        env,
+        &stack,
+        store,
+        config,
+        cache_option,
+        addr.address.address(),
+    )
+    .await
 }
 
-/// Binds and runs the server until shutdown.
-async fn serve<D: ringlet_storage::BlockDevice + 'static>(
+/// The free heap now: the largest block the allocator gives (PVH), or
+/// `None` on a host, where that means nothing.
+fn free_heap_bytes() -> Option<u64> {
+    if cfg!(target_os = "none") {
+        Some(cache::largest_allocation(cache::PROBE_GRANULE_BYTES, FREE_HEAP_PROBE_MAX) as u64)
+    } else {
+        None
+    }
+}
+
+/// Binds and runs the server until shutdown; sizes the read cache once
+/// the server's own allocations are made.
+async fn serve<D: BlockDevice + 'static>(
     env: &ringlet::Env,
     stack: &Stack,
-    store: TarStore<D>,
+    store: TarStore<CachedDevice<D>>,
     config: ServerConfig,
+    cache_option: CacheOption,
     addr: ringlet_net::Ipv4Address,
 ) -> Result<(), HttpdError> {
     let port = config.port;
-    let server = Server::bind(stack, Rc::new(store), config).map_err(HttpdError::Serve)?;
+    let reserve = cache::connections_reserve_bytes(
+        config.connections_max,
+        TCP_RX_BUFFER_BYTES + TCP_TX_BUFFER_BYTES,
+        config.chunk_bytes,
+        ringlet_httpd::http::HEAD_BYTES_MAX,
+    );
+    let store = Rc::new(store);
+    let server = Server::bind(stack, store.clone(), config).map_err(HttpdError::Serve)?;
+    let choice = CacheChoice::choose(cache_option, free_heap_bytes(), reserve);
+    let cached = store.device();
+    cached.set_capacity_bytes(usize::try_from(choice.bytes).unwrap_or(usize::MAX));
+    log::info!("httpd: read cache {choice}");
     log::info!("httpd: serving http://{addr}:{port}/");
     let shutdown = env.shutdown_requested();
     let stats = server
@@ -202,6 +248,20 @@ async fn serve<D: ringlet_storage::BlockDevice + 'static>(
         stats.by_class[2],
         stats.by_class[3],
         stats.body_bytes
+    );
+    let c = cached.stats();
+    log::info!(
+        "httpd: read cache: {} hits, {} misses ({} chunk reads, {} bytes; {} past the cache), \
+         {} evictions, {} chunks ({} bytes) held, at most {} bytes",
+        c.hits,
+        c.misses,
+        c.fills,
+        c.fill_bytes,
+        c.bypass_reads,
+        c.evictions,
+        c.chunks,
+        c.resident_bytes,
+        c.resident_bytes_max
     );
     Ok(())
 }
@@ -310,7 +370,7 @@ mod hosted {
     }
 
     const USAGE: &str =
-        "ringlet-httpd [--site DIR_OR_TAR] [--tap NAME | --pack OUT] [ip=A.B.C.D/N] [port=N]";
+        "ringlet-httpd [--site DIR_OR_TAR] [--tap NAME | --pack OUT] [ip=A.B.C.D/N] [port=N] [cache=MIB]";
 
     struct Args {
         site: Option<PathBuf>,
