@@ -9,6 +9,7 @@
 
 pub mod affinity;
 pub mod harness;
+pub mod httpd;
 pub mod net;
 pub mod primitives;
 pub mod report;

@@ -165,6 +165,7 @@ fn main() -> ExitCode {
         Some("executor") => executor_suite(&args[1..]),
         Some("storage") => ringlet_bench::storage::storage_suite(&args[1..]),
         Some("net") => ringlet_bench::net::net_suite(&args[1..]),
+        Some("httpd") => ringlet_bench::httpd::httpd_suite(&args[1..]),
         Some("-h") | Some("--help") | Some("help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
