@@ -847,8 +847,9 @@ impl<D> TarStore<D> {
 
 impl<D: BlockDevice> TarStore<D> {
     /// Reads the file's bytes from `offset` into `buf`, as many as there are
-    /// (fewer at the end of the file); returns how many. Nothing is cached:
-    /// each call reads from the device.
+    /// (fewer at the end of the file); returns how many. The store caches
+    /// nothing itself: each call reads from the device (open the store over
+    /// a [`CachedDevice`](crate::CachedDevice) to keep hot data in memory).
     ///
     /// # Errors
     ///
