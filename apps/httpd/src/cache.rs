@@ -224,11 +224,11 @@ impl fmt::Display for CacheChoice {
         let reserve = Mib(self.reserve_bytes);
         match self.reason {
             Reason::Off => f.write_str(" (cache=0)"),
-            Reason::Asked => f.write_str(" (cache=)"),
+            Reason::Asked => write!(f, " (cache={})", self.bytes >> 20),
             Reason::AskedCut { asked_bytes } => write!(
                 f,
-                " (cache= asked {}; the free heap, {free}, less {reserve} kept for connections)",
-                Mib(asked_bytes)
+                " (cache={} cut to the free heap, {free}, less {reserve} kept for connections)",
+                asked_bytes >> 20
             ),
             Reason::Default if self.bytes == 0 => write!(
                 f,
@@ -387,12 +387,12 @@ mod test {
         assert_eq!(line(CacheOption::Mib(0), Some(6 * MIB)), "off (cache=0)");
         assert_eq!(
             line(CacheOption::Mib(8), Some(250 * MIB)),
-            "8.0 MiB (cache=)"
+            "8.0 MiB (cache=8)"
         );
         assert_eq!(
             line(CacheOption::Mib(8), Some(12 * MIB)),
-            "2.0 MiB (cache= asked 8.0 MiB; the free heap, 12.0 MiB, less 10.0 MiB kept \
-             for connections)"
+            "2.0 MiB (cache=8 cut to the free heap, 12.0 MiB, less 10.0 MiB kept for \
+             connections)"
         );
     }
 

@@ -220,7 +220,7 @@ fn httpd_bin() -> Command {
 fn the_hosted_appliance_takes_cache_from_its_command_line() {
     for (arg, line) in [
         ("cache=0", "httpd: read cache off (cache=0)"),
-        ("cache=8", "httpd: read cache 8.0 MiB (cache=)"),
+        ("cache=8", "httpd: read cache 8.0 MiB (cache=8)"),
         ("port=80", "httpd: read cache 256.0 MiB (the default's cap"),
     ] {
         let out = httpd_bin().arg(arg).output().unwrap();
