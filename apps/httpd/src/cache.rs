@@ -15,10 +15,9 @@
 //! - on a host (the sim), where the heap's size means nothing, the default
 //!   is [`CACHE_DEFAULT_BYTES_MAX`].
 //!
-//! The free heap is measured by [`largest_allocation`]: the largest block
-//! the allocator gives at that moment.
+//! The free heap comes from the PVH kernel's allocator, which counts the
+//! bytes it has handed out (`ringlet::xen::pvh::heap_free_bytes`).
 
-use alloc::vec::Vec;
 use core::fmt;
 
 /// The largest `cache=` accepted, in MiB.
@@ -34,8 +33,6 @@ pub const CONNECTION_OVERHEAD_BYTES: u64 = 8 * 1024;
 /// Memory kept for everything else a loaded server allocates (packet
 /// buffers, blkfront's page pool, timers).
 pub const RESERVE_BASE_BYTES: u64 = 1 << 20;
-/// The granule [`largest_allocation`] measures the heap in.
-pub const PROBE_GRANULE_BYTES: usize = 64 * 1024;
 
 /// What the command line asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,38 +245,6 @@ impl fmt::Display for CacheChoice {
     }
 }
 
-/// The largest block the heap gives now, in whole `granule`s, at most
-/// `limit`: found by bisection, allocating (fallibly, never aborting) and
-/// freeing at once, without touching the memory. At boot, before the heap
-/// is fragmented, this is nearly all of the free heap. Meaningless on a
-/// host whose allocator overcommits: use it on the PVH kernel.
-///
-/// # Examples
-///
-/// ```
-/// let n = ringlet_httpd::cache::largest_allocation(4096, 1 << 20);
-/// assert_eq!(n, 1 << 20); // a host gives 1 MiB
-/// ```
-pub fn largest_allocation(granule: usize, limit: usize) -> usize {
-    assert!(granule > 0, "granule must not be 0");
-    let fits = |granules: usize| {
-        granules
-            .checked_mul(granule)
-            .is_some_and(|n| Vec::<u8>::new().try_reserve_exact(n).is_ok())
-    };
-    // `lo` granules fit; `hi` granules are past the limit or do not fit.
-    let (mut lo, mut hi) = (0usize, limit / granule + 1);
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if fits(mid) {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    lo * granule
-}
-
 #[cfg(test)]
 mod test {
     use super::*;
@@ -394,15 +359,5 @@ mod test {
             "2.0 MiB (cache=8 cut to the free heap, 12.0 MiB, less 10.0 MiB kept for \
              connections)"
         );
-    }
-
-    #[test]
-    fn largest_allocation_bisects_to_the_limit_or_the_heap() {
-        // A host's allocator gives small blocks: the limit, in whole granules.
-        assert_eq!(largest_allocation(4096, 1 << 20), 1 << 20);
-        assert_eq!(largest_allocation(4096, (1 << 20) + 100), 1 << 20);
-        assert_eq!(largest_allocation(4096, 4095), 0);
-        // No allocator gives the whole address space: the answer is below it.
-        assert!(largest_allocation(1 << 30, usize::MAX) < usize::MAX / 2);
     }
 }

@@ -44,9 +44,6 @@ const TCP_TX_BUFFER_BYTES: usize = 32 * 1024;
 const DHCP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The vif httpd uses.
 const VIF_DEVID: u32 = 0;
-/// The most free heap the read cache's default looks for (the probe's
-/// upper bound; far above any guest's memory).
-const FREE_HEAP_PROBE_MAX: usize = 1 << 40;
 
 /// Why the appliance stopped.
 #[derive(Debug)]
@@ -198,14 +195,13 @@ async fn appliance(env: &ringlet::Env, cmdline: &str) -> Result<(), HttpdError> 
     .await
 }
 
-/// The free heap now: the largest block the allocator gives (PVH), or
+/// The free heap now (PVH: the heap's size less what is allocated), or
 /// `None` on a host, where that means nothing.
 fn free_heap_bytes() -> Option<u64> {
-    if cfg!(target_os = "none") {
-        Some(cache::largest_allocation(cache::PROBE_GRANULE_BYTES, FREE_HEAP_PROBE_MAX) as u64)
-    } else {
-        None
-    }
+    #[cfg(target_os = "none")]
+    return Some(ringlet::xen::pvh::heap_free_bytes());
+    #[cfg(not(target_os = "none"))]
+    None
 }
 
 /// Binds and runs the server until shutdown; sizes the read cache once

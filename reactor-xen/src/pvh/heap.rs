@@ -23,7 +23,56 @@ use crate::hypervisor::{Gfn, OutOfPages, Page, PAGE_SIZE};
 pub const SHARED_PAGES_MAX: usize = 4096;
 
 #[global_allocator]
-static HEAP: TalcLock<spinning_top::RawSpinlock, Manual> = TalcLock::new(Manual);
+static HEAP: CountingHeap = CountingHeap {
+    talc: TalcLock::new(Manual),
+    in_use: AtomicUsize::new(0),
+};
+
+/// talc with a count of the bytes handed out, so that appliances can size
+/// caches from what is free ([`heap_free_bytes`]) without probing.
+struct CountingHeap {
+    talc: TalcLock<spinning_top::RawSpinlock, Manual>,
+    in_use: AtomicUsize,
+}
+
+// SAFETY: every method forwards to talc's `GlobalAlloc` with the caller's
+// arguments unchanged and only adds bookkeeping on a plain counter, so it
+// keeps talc's guarantees.
+unsafe impl GlobalAlloc for CountingHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded (the caller upholds `alloc`'s contract).
+        let p = unsafe { self.talc.alloc(layout) };
+        if !p.is_null() {
+            self.in_use.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        let p = unsafe { self.talc.alloc_zeroed(layout) };
+        if !p.is_null() {
+            self.in_use.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { self.talc.dealloc(ptr, layout) };
+        self.in_use.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded.
+        let p = unsafe { self.talc.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            self.in_use.fetch_add(new_size, Ordering::Relaxed);
+            self.in_use.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+}
 
 static HEAP_BYTES: AtomicU64 = AtomicU64::new(0);
 static SHARED_PAGES: AtomicUsize = AtomicUsize::new(0);
@@ -36,7 +85,7 @@ static SHARED_PAGES: AtomicUsize = AtomicUsize::new(0);
 /// nothing else uses, now or later (not the image, not the start info, not a
 /// page Xen maps over).
 pub(crate) unsafe fn init(regions: &[Region]) -> u64 {
-    let mut talc = HEAP.lock();
+    let mut talc = HEAP.talc.lock();
     let mut total = 0;
     for region in regions {
         // SAFETY: the caller guarantees the region is unused, mapped RAM that
@@ -53,6 +102,13 @@ pub(crate) unsafe fn init(regions: &[Region]) -> u64 {
 /// Bytes handed to the heap at boot.
 pub fn heap_bytes() -> u64 {
     HEAP_BYTES.load(Ordering::Relaxed)
+}
+
+/// Heap bytes not handed out now (the heap's size less what is allocated;
+/// allocator overhead and fragmentation make the largest single block
+/// smaller).
+pub fn heap_free_bytes() -> u64 {
+    heap_bytes().saturating_sub(HEAP.in_use.load(Ordering::Relaxed) as u64)
 }
 
 /// Pages currently shared with backends (allocated and not freed).

@@ -38,7 +38,7 @@ mod trap;
 mod xen;
 
 #[cfg(target_os = "none")]
-pub use heap::{shared_pages, SHARED_PAGES_MAX};
+pub use heap::{heap_free_bytes, shared_pages, SHARED_PAGES_MAX};
 #[cfg(target_os = "none")]
 pub use sched::XenVersion;
 #[cfg(target_os = "none")]
