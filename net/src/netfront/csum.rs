@@ -129,12 +129,17 @@ fn parse(frame: &[u8]) -> Parsed {
 }
 
 /// The IPv4 pseudo-header sum for `len` bytes of `proto` from `src` to
-/// `dst`: folded, not inverted, in network byte order. Never 0 (`proto` is
+/// `dst`: folded, not inverted, in network byte order (RFC 1071 over
+/// source, destination, zero and protocol, length). Never 0 (`proto` is
 /// not).
 pub fn pseudo_header_sum(src: [u8; 4], dst: [u8; 4], proto: u8, len: u16) -> u16 {
-    let src = smoltcp::wire::Ipv4Address::from(src);
-    let dst = smoltcp::wire::Ipv4Address::from(dst);
-    checksum::pseudo_header_v4(&src, &dst, proto.into(), u32::from(len))
+    let word = |b: [u8; 4], i: usize| u32::from(u16::from_be_bytes([b[i], b[i + 1]]));
+    let sum = word(src, 0) + word(src, 2) + word(dst, 0) + word(dst, 2);
+    let sum = sum + u32::from(proto) + u32::from(len);
+    // At most 6 * 0xffff: two folds leave 16 bits.
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
 }
 
 /// Prepares `frame` (a whole Ethernet frame, as smoltcp emitted it with
