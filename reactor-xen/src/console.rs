@@ -327,8 +327,10 @@ fn format_line(record: &log::Record<'_>) -> StackBuf<LOG_LINE_MAX> {
 }
 
 /// The level asked for on the kernel command line: `loglevel=` followed by
-/// `off`, `error`, `warn`, `info`, `debug`, `trace` or `0`..`5`; `info`
-/// when absent or unrecognised.
+/// `off`, `error`, `warn`, `info`, `debug`, `trace` or a number, `0` (off)
+/// to `5` (trace), a larger number meaning trace too (as Linux's
+/// `loglevel=7` shows everything). The last `loglevel=` counts; `info` when
+/// there is none or its word is not one of these.
 pub fn level_from_cmdline(cmdline: &str) -> log::LevelFilter {
     let Some(v) = cmdline
         .split_ascii_whitespace()

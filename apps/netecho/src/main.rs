@@ -188,7 +188,8 @@ async fn main(env: ringlet::Env) -> Result<(), NetechoError> {
     let s = nic_handle.stats();
     log::info!(
         "netecho: netfront rx {} frames {} bytes ({} chained, {} csum filled, {} errors, \
-         {} malformed), tx {} frames {} bytes ({} errors, {} full), link downs {}, reconnects {}",
+         {} malformed), tx {} frames {} bytes ({} errors, {} full, {} csum offloaded, \
+         {} csum computed), link downs {}, reconnects {}",
         s.rx_frames,
         s.rx_bytes,
         s.rx_chains,
@@ -199,6 +200,8 @@ async fn main(env: ringlet::Env) -> Result<(), NetechoError> {
         s.tx_bytes,
         s.tx_errors,
         s.tx_full,
+        s.tx_csum_offloaded,
+        s.tx_csum_computed,
         s.link_downs,
         s.reconnects
     );

@@ -175,6 +175,10 @@ nf=$(grep -m 1 'netecho: netfront ' "$console") || e2e_fail "no netfront line"
 e2e_log "${nf#*netecho: }"
 echo "$nf" | grep -q ' 0 errors, 0 malformed), tx .* (0 errors' \
     || e2e_fail "netfront counted errors: ${nf#*netecho: }"
+# Transmit checksum offload is on by default: the TCP and UDP frames above
+# went with NETTXF_csum_blank, and Linux netback took them.
+echo "$nf" | grep -q ' [1-9][0-9]* csum offloaded' \
+    || e2e_fail "no frame went with checksum offload: ${nf#*netecho: }"
 rate=$(sed -n "s/.*netecho: tcp .* closed: $bulk_bytes bytes in [0-9]* ms (\([0-9.]*\) MiB\/s).*/\1/p" "$console")
 e2e_figure guest_transfer_1mib_mib_s "$rate" MiB/s
 
