@@ -875,6 +875,25 @@ async fn hand_frontend<C>(
     (tx, rx, ch)
 }
 
+/// Notifies the backend of the requests pushed on `tx` and collects the
+/// status of each of the `n` responses (one second each at most).
+async fn tx_statuses<C>(
+    tx: &mut ringlet_xen::ring::FrontRing<ringlet_net::netfront::netif::NetifTx, C>,
+    ch: &ringlet_xen::evtchn::EventChannel,
+    n: usize,
+) -> Vec<i16> {
+    tx.push_and_notify(ch).unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        let r = timeout(Duration::from_secs(1), tx.next_response(ch))
+            .await
+            .expect("every request is answered")
+            .unwrap();
+        statuses.push(r.response.status);
+    }
+    statuses
+}
+
 /// A hostile frontend, written by hand over the core's front ring: tx
 /// requests with a grant that does not exist, sizes over the page and the
 /// MTU, a chain longer than 18 slots and a missing extra-info slot. The
@@ -918,16 +937,7 @@ fn netback_answers_a_hostile_frontend_with_errors() {
             })
             .unwrap();
         }
-        tx.push_and_notify(&ch).unwrap();
-        let mut statuses = Vec::new();
-        for _ in 0..reqs.len() {
-            let r = timeout(Duration::from_secs(1), tx.next_response(&ch))
-                .await
-                .expect("every slot is answered")
-                .unwrap();
-            statuses.push(r.response.status);
-        }
-        statuses
+        tx_statuses(&mut tx, &ch, reqs.len()).await
     });
     assert_eq!(answers.len(), 24);
     assert!(answers.iter().all(|&s| s == NETIF_RSP_ERROR), "{answers:?}");
@@ -993,16 +1003,7 @@ fn netback_drops_csum_blank_frames_it_cannot_complete() {
             })
             .unwrap();
         }
-        tx.push_and_notify(&ch).unwrap();
-        let mut statuses = Vec::new();
-        for _ in 0..frames.len() {
-            let r = timeout(Duration::from_secs(1), tx.next_response(&ch))
-                .await
-                .expect("every packet is answered")
-                .unwrap();
-            statuses.push(r.response.status);
-        }
-        statuses
+        tx_statuses(&mut tx, &ch, frames.len()).await
     });
     assert_eq!(answers, [NETIF_RSP_OKAY; 4]);
     let s = n.back.get();
