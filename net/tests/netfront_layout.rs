@@ -1,14 +1,14 @@
 //! Checks the netif ABI's sizes, offsets and constants against
-//! libxen-dev's `xen/io/netif.h`, by compiling a small C program with the
-//! system `cc`. Skipped (with a message) when the header or a C compiler is
-//! missing.
+//! libxen-dev's `xen/io/netif.h`, by compiling a small C program
+//! (`ringlet_xen::testing::c_layout`). Skipped (with a message) when the
+//! header or a C compiler is missing.
 
 use std::mem::{offset_of, size_of};
-use std::process::Command;
 
 use ringlet_net::netfront::netif::{
     self as n, ExtraInfo, RxRequest, RxResponse, TxRequest, TxResponse,
 };
+use ringlet_xen::testing::c_layout::{self, CProgram, Expected, IfMissing};
 
 const PROGRAM: &str = r#"
 #include <stdio.h>
@@ -57,77 +57,74 @@ int main(void) {
 
 #[test]
 fn netif_layout_matches_libxen_dev() {
-    if !std::path::Path::new("/usr/include/xen/io/netif.h").exists() {
-        eprintln!("skipped: /usr/include/xen/io/netif.h missing (install libxen-dev)");
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("ringlet-netif-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = dir.join("netif.c");
-    let bin = dir.join("netif");
-    std::fs::write(&src, PROGRAM).unwrap();
-    let status = Command::new("cc").arg("-o").arg(&bin).arg(&src).status();
-    let Ok(status) = status else {
-        eprintln!("skipped: no C compiler");
-        return;
+    let program = CProgram {
+        name: "netfront_layout",
+        header: "/usr/include/xen/io/netif.h",
+        source: PROGRAM,
+        if_missing: IfMissing::Skip,
     };
-    assert!(status.success(), "the C program must compile");
-    let out = Command::new(&bin).output().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let got: Vec<i64> = text
-        .lines()
-        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
-        .collect();
-    let z = |x: usize| x as i64;
-    let want = [
-        z(size_of::<TxRequest>()),
-        z(offset_of!(TxRequest, gref)),
-        z(offset_of!(TxRequest, offset)),
-        z(offset_of!(TxRequest, flags)),
-        z(offset_of!(TxRequest, id)),
-        z(offset_of!(TxRequest, size)),
-        z(size_of::<TxResponse>()),
-        z(offset_of!(TxResponse, id)),
-        z(offset_of!(TxResponse, status)),
-        z(size_of::<RxRequest>()),
-        z(offset_of!(RxRequest, id)),
-        z(offset_of!(RxRequest, pad)),
-        z(offset_of!(RxRequest, gref)),
-        z(size_of::<RxResponse>()),
-        z(offset_of!(RxResponse, id)),
-        z(offset_of!(RxResponse, offset)),
-        z(offset_of!(RxResponse, flags)),
-        z(offset_of!(RxResponse, status)),
-        z(size_of::<ExtraInfo>()),
-        z(offset_of!(ExtraInfo, kind)),
-        z(offset_of!(ExtraInfo, flags)),
-        z(offset_of!(ExtraInfo, data)),
-        z(n::TX_SLOT_SIZE),
-        z(n::RX_SLOT_SIZE),
-        i64::from(n::TX_RING_SIZE),
-        i64::from(n::RX_RING_SIZE),
-        i64::from(n::NETTXF_CSUM_BLANK),
-        i64::from(n::NETTXF_DATA_VALIDATED),
-        i64::from(n::NETTXF_MORE_DATA),
-        i64::from(n::NETTXF_EXTRA_INFO),
-        i64::from(n::NETRXF_DATA_VALIDATED),
-        i64::from(n::NETRXF_CSUM_BLANK),
-        i64::from(n::NETRXF_MORE_DATA),
-        i64::from(n::NETRXF_EXTRA_INFO),
-        i64::from(n::NETRXF_GSO_PREFIX),
-        i64::from(n::NETIF_RSP_DROPPED),
-        i64::from(n::NETIF_RSP_ERROR),
-        i64::from(n::NETIF_RSP_OKAY),
-        i64::from(n::NETIF_RSP_NULL),
-        i64::from(n::XEN_NETIF_EXTRA_TYPE_NONE),
-        i64::from(n::XEN_NETIF_EXTRA_TYPE_GSO),
-        i64::from(n::XEN_NETIF_EXTRA_TYPE_MCAST_ADD),
-        i64::from(n::XEN_NETIF_EXTRA_TYPE_MCAST_DEL),
-        i64::from(n::XEN_NETIF_EXTRA_TYPE_HASH),
-        i64::from(n::XEN_NETIF_EXTRA_FLAG_MORE),
-        z(n::XEN_NETIF_NR_SLOTS_MIN),
-        z(n::XEN_NETIF_MAX_TX_SIZE),
-    ];
-    assert_eq!(got, want, "C says:\n{text}");
+    let mut rust = Expected::default();
+    macro_rules! size {
+        ($c:literal, $t:ty) => {
+            rust.value(concat!("sizeof(struct ", $c, ")"), size_of::<$t>());
+        };
+    }
+    macro_rules! off {
+        ($c:literal, $t:ty, $($f:ident : $rf:ident),+ $(,)?) => {
+            $( rust.value(
+                concat!("offsetof(struct ", $c, ", ", stringify!($f), ")"),
+                offset_of!($t, $rf),
+            ); )+
+        };
+    }
+    macro_rules! konst {
+        ($c:expr, $v:expr) => {
+            rust.value($c, $v);
+        };
+    }
+    size!("netif_tx_request", TxRequest);
+    off!("netif_tx_request", TxRequest, gref: gref, offset: offset, flags: flags, id: id,
+        size: size);
+    size!("netif_tx_response", TxResponse);
+    off!("netif_tx_response", TxResponse, id: id, status: status);
+    size!("netif_rx_request", RxRequest);
+    off!("netif_rx_request", RxRequest, id: id, pad: pad, gref: gref);
+    size!("netif_rx_response", RxResponse);
+    off!("netif_rx_response", RxResponse, id: id, offset: offset, flags: flags, status: status);
+    size!("netif_extra_info", ExtraInfo);
+    off!("netif_extra_info", ExtraInfo, type: kind, flags: flags, u: data);
+    konst!("sizeof(union netif_tx_sring_entry)", n::TX_SLOT_SIZE);
+    konst!("sizeof(union netif_rx_sring_entry)", n::RX_SLOT_SIZE);
+    konst!("__CONST_RING_SIZE(netif_tx, 4096)", n::TX_RING_SIZE);
+    konst!("__CONST_RING_SIZE(netif_rx, 4096)", n::RX_RING_SIZE);
+    konst!("NETTXF_csum_blank", n::NETTXF_CSUM_BLANK);
+    konst!("NETTXF_data_validated", n::NETTXF_DATA_VALIDATED);
+    konst!("NETTXF_more_data", n::NETTXF_MORE_DATA);
+    konst!("NETTXF_extra_info", n::NETTXF_EXTRA_INFO);
+    konst!("NETRXF_data_validated", n::NETRXF_DATA_VALIDATED);
+    konst!("NETRXF_csum_blank", n::NETRXF_CSUM_BLANK);
+    konst!("NETRXF_more_data", n::NETRXF_MORE_DATA);
+    konst!("NETRXF_extra_info", n::NETRXF_EXTRA_INFO);
+    konst!("NETRXF_gso_prefix", n::NETRXF_GSO_PREFIX);
+    konst!("NETIF_RSP_DROPPED", n::NETIF_RSP_DROPPED);
+    konst!("NETIF_RSP_ERROR", n::NETIF_RSP_ERROR);
+    konst!("NETIF_RSP_OKAY", n::NETIF_RSP_OKAY);
+    konst!("NETIF_RSP_NULL", n::NETIF_RSP_NULL);
+    konst!("XEN_NETIF_EXTRA_TYPE_NONE", n::XEN_NETIF_EXTRA_TYPE_NONE);
+    konst!("XEN_NETIF_EXTRA_TYPE_GSO", n::XEN_NETIF_EXTRA_TYPE_GSO);
+    konst!(
+        "XEN_NETIF_EXTRA_TYPE_MCAST_ADD",
+        n::XEN_NETIF_EXTRA_TYPE_MCAST_ADD
+    );
+    konst!(
+        "XEN_NETIF_EXTRA_TYPE_MCAST_DEL",
+        n::XEN_NETIF_EXTRA_TYPE_MCAST_DEL
+    );
+    konst!("XEN_NETIF_EXTRA_TYPE_HASH", n::XEN_NETIF_EXTRA_TYPE_HASH);
+    konst!("XEN_NETIF_EXTRA_FLAG_MORE", n::XEN_NETIF_EXTRA_FLAG_MORE);
+    konst!("XEN_NETIF_NR_SLOTS_MIN", n::XEN_NETIF_NR_SLOTS_MIN);
+    konst!("XEN_NETIF_MAX_TX_SIZE", n::XEN_NETIF_MAX_TX_SIZE);
+    if let Some(checked) = c_layout::check(&program, &rust) {
+        assert_eq!(checked, 47);
+    }
 }

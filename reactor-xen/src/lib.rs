@@ -24,6 +24,6 @@ pub mod pvh;
 pub mod ring;
 #[cfg(feature = "sim")]
 pub mod sim;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod xenstore;

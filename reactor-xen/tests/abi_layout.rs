@@ -2,16 +2,14 @@
 //! xenstore and console files, which `layout_xs_console.rs` checks) against
 //! Xen's C headers from libxen-dev.
 //!
-//! Compiles `tests/abi_layout.c` with gcc, runs it, and compares every size,
-//! offset and constant it prints with the Rust definitions. If gcc or the
-//! headers are missing the test FAILS with a message saying what to install
-//! (`cargo xtask test` installs both): a layout check that silently skips
-//! proves nothing.
+//! Compiles `tests/abi_layout.c`, runs it, and compares every size, offset
+//! and constant it prints with the Rust definitions
+//! (`ringlet_xen::testing::c_layout`). If the C compiler or the headers are
+//! missing the test FAILS with a message saying what to install (`cargo
+//! xtask test` installs both): a layout check that silently skips proves
+//! nothing.
 
-use std::collections::BTreeMap;
 use std::mem::{offset_of, size_of};
-use std::path::Path;
-use std::process::Command;
 
 use ringlet_xen::abi::event_channel::*;
 use ringlet_xen::abi::grant_table::*;
@@ -24,23 +22,32 @@ use ringlet_xen::abi::shared_info::*;
 use ringlet_xen::abi::start_info::*;
 use ringlet_xen::abi::vcpu::*;
 use ringlet_xen::abi::xenbus::XenbusState;
+use ringlet_xen::testing::c_layout::{self, CProgram, Expected, IfMissing};
+
+/// The C side: prints `size T n`, `off T.f n` and `const NAME n` lines.
+const PROGRAM: CProgram<'static> = CProgram {
+    name: "abi_layout",
+    header: "/usr/include/xen/xen.h",
+    source: include_str!("abi_layout.c"),
+    if_missing: IfMissing::Fail,
+};
 
 /// What the Rust side says, keyed as the C program prints it.
-fn rust_side() -> BTreeMap<String, u64> {
-    let mut m = BTreeMap::new();
+fn rust_side() -> Expected {
+    let mut m = Expected::default();
     macro_rules! size {
         ($c:literal, $t:ty) => {
-            m.insert(format!("size {}", $c), size_of::<$t>() as u64);
+            m.value(format!("size {}", $c), size_of::<$t>());
         };
     }
     macro_rules! off {
         ($c:literal, $t:ty, $($f:ident : $rf:ident),+ $(,)?) => {
-            $( m.insert(format!("off {}.{}", $c, stringify!($f)), offset_of!($t, $rf) as u64); )+
+            $( m.value(format!("off {}.{}", $c, stringify!($f)), offset_of!($t, $rf)); )+
         };
     }
     macro_rules! konst {
         ($c:literal, $v:expr) => {
-            m.insert(format!("const {}", $c), ($v) as u64);
+            m.value(format!("const {}", $c), ($v) as u64);
         };
     }
 
@@ -210,7 +217,7 @@ fn rust_side() -> BTreeMap<String, u64> {
 
     off!("r8_sring", SringHeader, req_prod: req_prod, req_event: req_event,
         rsp_prod: rsp_prod, rsp_event: rsp_event, pvt: pvt, __pad: pad);
-    m.insert("off r8_sring.ring".into(), SRING_HEADER_SIZE as u64);
+    m.value("off r8_sring.ring", SRING_HEADER_SIZE);
     konst!("sizeof(union r8_sring_entry)", 8);
     konst!("__CONST_RING_SIZE(r8, 4096)", ring_size(8, 4096));
     konst!("sizeof(union r12_sring_entry)", 12);
@@ -233,61 +240,32 @@ fn rust_side() -> BTreeMap<String, u64> {
     m
 }
 
-/// Compiles and runs the C program; its output as a map.
-fn c_side() -> BTreeMap<String, u64> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/abi_layout.c");
-    assert!(
-        Path::new("/usr/include/xen/xen.h").exists(),
-        "Xen's C headers are missing (/usr/include/xen): install libxen-dev \
-         (`apt-get install libxen-dev`; `cargo xtask test` does it)"
-    );
-    let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join("abi_layout_c");
-    let cc = Command::new("gcc")
-        .args(["-std=gnu11", "-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run gcc ({e}): install gcc (`apt-get install gcc`; `cargo xtask test` does it)")
-        });
-    assert!(
-        cc.status.success(),
-        "gcc failed on {}:\n{}",
-        src.display(),
-        String::from_utf8_lossy(&cc.stderr)
-    );
-    let out = Command::new(&exe).output().expect("run the layout program");
-    assert!(out.status.success(), "the layout program failed");
-    let text = String::from_utf8(out.stdout).expect("ASCII output");
-    let mut m = BTreeMap::new();
-    for line in text.lines() {
-        let (key, value) = line.rsplit_once(' ').expect("`kind name value` lines");
-        let value: u64 = value.parse().expect("a decimal value");
-        assert!(
-            m.insert(key.to_string(), value).is_none(),
-            "C printed {key} twice"
-        );
-    }
-    m
+#[test]
+fn abi_matches_xen_headers() {
+    let checked = c_layout::check(&PROGRAM, &rust_side()).expect("IfMissing::Fail never skips");
+    assert!(checked > 200, "only {checked} numbers checked");
+}
+
+/// `evtchn_bind_virq` with a field too many: `vcpu` and `port` move.
+#[allow(dead_code)] // only its offsets are read
+#[repr(C)]
+struct BrokenEvtchnBindVirq {
+    virq: u32,
+    extra: u32,
+    vcpu: u32,
+    port: u32,
 }
 
 #[test]
-fn abi_matches_xen_headers() {
-    let c = c_side();
-    let rust = rust_side();
-    let mut bad = Vec::new();
-    for (k, v) in &c {
-        match rust.get(k) {
-            Some(r) if r == v => {}
-            Some(r) => bad.push(format!("{k}: C {v}, Rust {r}")),
-            None => bad.push(format!("{k}: C {v}, no Rust value")),
-        }
-    }
-    for k in rust.keys() {
-        if !c.contains_key(k) {
-            bad.push(format!("{k}: Rust only (C did not print it)"));
-        }
-    }
-    assert!(bad.is_empty(), "ABI mismatches:\n{}", bad.join("\n"));
-    assert!(c.len() > 200, "only {} numbers checked", c.len());
+fn a_wrong_offset_is_reported() {
+    let printed = c_layout::printed(&PROGRAM).expect("IfMissing::Fail never skips");
+    let mut rust = rust_side();
+    rust.value(
+        "off evtchn_bind_virq.vcpu",
+        offset_of!(BrokenEvtchnBindVirq, vcpu),
+    );
+    assert_eq!(
+        rust.compare(&printed),
+        Err(vec!["off evtchn_bind_virq.vcpu: C 4, Rust 8".to_string()])
+    );
 }

@@ -2,15 +2,15 @@
 //!
 //! Compiles a tiny C program against libxen-dev's `xen/io/xs_wire.h` and
 //! `xen/io/console.h` that prints sizes, offsets and constants, and compares
-//! every number with the Rust definitions. Skipped (with a message) only when
-//! the headers or a C compiler are missing.
+//! every number and error name with the Rust definitions
+//! (`ringlet_xen::testing::c_layout`). Skipped (with a message) only when the
+//! headers or a C compiler are missing.
 
 use std::mem::{offset_of, size_of};
-use std::path::Path;
-use std::process::Command;
 
 use ringlet_xen::abi::console::{XenconsInterface, XENCONS_IN_SIZE, XENCONS_OUT_SIZE};
 use ringlet_xen::abi::xs_wire::*;
+use ringlet_xen::testing::c_layout::{self, CProgram, Expected, IfMissing};
 
 const C_SRC: &str = r#"
 #include <stdio.h>
@@ -72,10 +72,9 @@ int main(void) {
     P("XS_DIRECTORY_PART", XS_DIRECTORY_PART);
     P("XS_TYPE_COUNT", XS_TYPE_COUNT);
     P("XS_INVALID", XS_INVALID);
-    printf("errors");
+    P("xsd_errors.len", sizeof(xsd_errors) / sizeof(xsd_errors[0]));
     for (size_t i = 0; i < sizeof(xsd_errors) / sizeof(xsd_errors[0]); i++)
-        printf(" %s", xsd_errors[i].errstring);
-    printf("\n");
+        printf("xsd_errors[%zu] %s\n", i, xsd_errors[i].errstring);
     P("cons.size", sizeof(struct xencons_interface));
     P("cons.in", offsetof(struct xencons_interface, in));
     P("cons.out", offsetof(struct xencons_interface, out));
@@ -89,52 +88,14 @@ int main(void) {
 }
 "#;
 
-/// Compiles and runs the C program; `None` when the toolchain or headers are absent.
-fn c_values() -> Option<Vec<(String, String)>> {
-    if !Path::new("/usr/include/xen/io/xs_wire.h").exists() {
-        eprintln!("skipped: /usr/include/xen/io/xs_wire.h missing (install libxen-dev)");
-        return None;
-    }
-    let dir = std::env::temp_dir().join(format!("ringlet-layout-xs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = dir.join("layout.c");
-    let exe = dir.join("layout");
-    std::fs::write(&src, C_SRC).unwrap();
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let status = match Command::new(&cc).arg(&src).arg("-o").arg(&exe).status() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("skipped: no C compiler ({cc}: {e})");
-            return None;
-        }
-    };
-    assert!(status.success(), "compiling the layout program failed");
-    let out = Command::new(&exe).output().unwrap();
-    assert!(out.status.success());
-    let _ = std::fs::remove_dir_all(&dir);
-    let text = String::from_utf8(out.stdout).unwrap();
-    Some(
-        text.lines()
-            .map(|l| {
-                let (k, v) = l.split_once(' ').unwrap_or((l, ""));
-                (k.to_string(), v.to_string())
-            })
-            .collect(),
-    )
-}
-
 #[test]
 fn xs_wire_and_console_match_c_headers() {
-    let Some(vals) = c_values() else { return };
-    let get = |k: &str| -> String {
-        vals.iter()
-            .find(|(n, _)| n == k)
-            .unwrap_or_else(|| panic!("{k} not printed"))
-            .1
-            .clone()
+    let program = CProgram {
+        name: "layout_xs_console",
+        header: "/usr/include/xen/io/xs_wire.h",
+        source: C_SRC,
+        if_missing: IfMissing::Skip,
     };
-    let num = |k: &str| -> usize { get(k).parse().unwrap() };
-
     type X = XenstoreDomainInterface;
     let rust: Vec<(&str, usize)> = vec![
         ("sockmsg.size", size_of::<XsdSockmsg>()),
@@ -213,14 +174,19 @@ fn xs_wire_and_console_match_c_headers() {
         ("cons.in_len", XENCONS_IN_SIZE),
         ("cons.out_len", XENCONS_OUT_SIZE),
     ];
+    let mut expected = Expected::default();
     for (name, value) in rust {
+        expected.value(name, value);
+    }
+    expected.value("xsd_errors.len", XSD_ERRORS.len());
+    for (i, name) in XSD_ERRORS.iter().enumerate() {
+        expected.value(format!("xsd_errors[{i}]"), name);
+    }
+    if let Some(checked) = c_layout::check(&program, &expected) {
         assert_eq!(
-            num(name),
-            value,
-            "{name}: C says {}, Rust says {value}",
-            num(name)
+            checked,
+            61 + XSD_ERRORS.len(),
+            "60 numbers, the error count, the errors"
         );
     }
-    let c_errors: Vec<String> = get("errors").split(' ').map(String::from).collect();
-    assert_eq!(c_errors, XSD_ERRORS.to_vec(), "xsd_errors[] differs");
 }

@@ -1,11 +1,12 @@
 //! Checks the blkif ABI's sizes and offsets against libxen-dev's
-//! `xen/io/blkif.h`, by compiling a small C program with the system `cc`.
-//! Skipped (with a message) when the header or a C compiler is missing.
+//! `xen/io/blkif.h`, by compiling a small C program
+//! (`ringlet_xen::testing::c_layout`). Skipped (with a message) when the
+//! header or a C compiler is missing.
 
 use std::mem::{offset_of, size_of};
-use std::process::Command;
 
-use ringlet_storage::blkif::{IndirectRequest, Request, Response, Segment, SLOT_SIZE};
+use ringlet_storage::blkif::{self as b, IndirectRequest, Request, Response, Segment};
+use ringlet_xen::testing::c_layout::{self, CProgram, Expected, IfMissing};
 
 const PROGRAM: &str = r#"
 #include <stdio.h>
@@ -13,7 +14,7 @@ const PROGRAM: &str = r#"
 #include <stdint.h>
 #include <xen/xen.h>
 #include <xen/io/blkif.h>
-#define P(x) printf("%s %zu\n", #x, (size_t)(x))
+#define P(x) printf("%s %lld\n", #x, (long long)(x))
 int main(void) {
     P(sizeof(struct blkif_request_segment));
     P(offsetof(struct blkif_request_segment, first_sect));
@@ -39,7 +40,7 @@ int main(void) {
     P(BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST);
     P(BLKIF_OP_READ); P(BLKIF_OP_WRITE); P(BLKIF_OP_WRITE_BARRIER);
     P(BLKIF_OP_FLUSH_DISKCACHE); P(BLKIF_OP_INDIRECT);
-    P(-BLKIF_RSP_ERROR); P(-BLKIF_RSP_EOPNOTSUPP);
+    P(BLKIF_RSP_ERROR); P(BLKIF_RSP_EOPNOTSUPP);
     P(VDISK_CDROM); P(VDISK_REMOVABLE); P(VDISK_READONLY);
     return 0;
 }
@@ -47,62 +48,71 @@ int main(void) {
 
 #[test]
 fn blkif_layout_matches_libxen_dev() {
-    if !std::path::Path::new("/usr/include/xen/io/blkif.h").exists() {
-        eprintln!("skipped: /usr/include/xen/io/blkif.h missing (install libxen-dev)");
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("ringlet-blkif-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = dir.join("blkif.c");
-    let bin = dir.join("blkif");
-    std::fs::write(&src, PROGRAM).unwrap();
-    let status = Command::new("cc").arg("-o").arg(&bin).arg(&src).status();
-    let Ok(status) = status else {
-        eprintln!("skipped: no C compiler");
-        return;
+    let program = CProgram {
+        name: "blkif_layout",
+        header: "/usr/include/xen/io/blkif.h",
+        source: PROGRAM,
+        if_missing: IfMissing::Skip,
     };
-    assert!(status.success(), "the C program must compile");
-    let out = Command::new(&bin).output().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let got: Vec<usize> = text
-        .lines()
-        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
-        .collect();
-    use ringlet_storage::blkif as b;
-    let want = [
-        size_of::<Segment>(),
-        offset_of!(Segment, first_sect),
-        offset_of!(Segment, last_sect),
-        size_of::<Request>(),
-        offset_of!(Request, nr_segments),
-        offset_of!(Request, handle),
-        offset_of!(Request, id),
-        offset_of!(Request, sector_number),
-        offset_of!(Request, seg),
-        size_of::<IndirectRequest>(),
-        offset_of!(IndirectRequest, indirect_op),
-        offset_of!(IndirectRequest, nr_segments),
-        offset_of!(IndirectRequest, id),
-        offset_of!(IndirectRequest, sector_number),
-        offset_of!(IndirectRequest, handle),
-        offset_of!(IndirectRequest, indirect_grefs),
-        size_of::<Response>(),
-        offset_of!(Response, operation),
-        offset_of!(Response, status),
-        SLOT_SIZE,
+    let mut rust = Expected::default();
+    macro_rules! size {
+        ($c:literal, $t:ty) => {
+            rust.value(concat!("sizeof(struct ", $c, ")"), size_of::<$t>());
+        };
+    }
+    macro_rules! off {
+        ($c:literal, $t:ty, $($f:ident),+ $(,)?) => {
+            $( rust.value(
+                concat!("offsetof(struct ", $c, ", ", stringify!($f), ")"),
+                offset_of!($t, $f),
+            ); )+
+        };
+    }
+    size!("blkif_request_segment", Segment);
+    off!("blkif_request_segment", Segment, first_sect, last_sect);
+    size!("blkif_request", Request);
+    off!(
+        "blkif_request",
+        Request,
+        nr_segments,
+        handle,
+        id,
+        sector_number,
+        seg
+    );
+    size!("blkif_request_indirect", IndirectRequest);
+    off!(
+        "blkif_request_indirect",
+        IndirectRequest,
+        indirect_op,
+        nr_segments,
+        id,
+        sector_number,
+        handle,
+        indirect_grefs
+    );
+    size!("blkif_response", Response);
+    off!("blkif_response", Response, operation, status);
+    rust.value("sizeof(union blkif_sring_entry)", b::SLOT_SIZE);
+    rust.value(
+        "BLKIF_MAX_SEGMENTS_PER_REQUEST",
         b::SEGMENTS_PER_REQUEST_MAX,
+    );
+    rust.value(
+        "BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST",
         b::INDIRECT_PAGES_PER_REQUEST_MAX,
-        b::OP_READ as usize,
-        b::OP_WRITE as usize,
-        b::OP_WRITE_BARRIER as usize,
-        b::OP_FLUSH_DISKCACHE as usize,
-        b::OP_INDIRECT as usize,
-        -b::RSP_ERROR as usize,
-        -b::RSP_EOPNOTSUPP as usize,
-        b::VDISK_CDROM as usize,
-        b::VDISK_REMOVABLE as usize,
-        b::VDISK_READONLY as usize,
-    ];
-    assert_eq!(got, want, "C says:\n{text}");
+    );
+    rust.value("BLKIF_OP_READ", b::OP_READ);
+    rust.value("BLKIF_OP_WRITE", b::OP_WRITE);
+    rust.value("BLKIF_OP_WRITE_BARRIER", b::OP_WRITE_BARRIER);
+    rust.value("BLKIF_OP_FLUSH_DISKCACHE", b::OP_FLUSH_DISKCACHE);
+    rust.value("BLKIF_OP_INDIRECT", b::OP_INDIRECT);
+    rust.value("BLKIF_RSP_ERROR", b::RSP_ERROR);
+    rust.value("BLKIF_RSP_EOPNOTSUPP", b::RSP_EOPNOTSUPP);
+    rust.value("VDISK_CDROM", b::VDISK_CDROM);
+    rust.value("VDISK_REMOVABLE", b::VDISK_REMOVABLE);
+    rust.value("VDISK_READONLY", b::VDISK_READONLY);
+    if let Some(checked) = c_layout::check(&program, &rust) {
+        assert_eq!(checked, 32);
+    }
 }
