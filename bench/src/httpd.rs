@@ -25,15 +25,14 @@ use std::time::Instant;
 use ringlet_executor::{spawn, Executor};
 use ringlet_httpd::client::Client;
 use ringlet_httpd::server::{Server, ServerConfig};
+use ringlet_httpd::sim_dom0::{add_disk, add_nic, VBD_XVDA};
 use ringlet_net::netfront::{connect, Mac, NetfrontConfig};
-use ringlet_net::sim_netback::{add_vif, Bridge, Netback, NetbackConfig};
+use ringlet_net::sim_netback::Bridge;
 use ringlet_net::{IpConfig, Ipv4Address, Stack, StackConfig};
 use ringlet_storage::blkfront::{self, Blkfront};
-use ringlet_storage::sim::{Backing, Blkback, BlkbackConfig};
 use ringlet_storage::tar::TarStore;
 use ringlet_storage::{CacheConfig, CacheStats, CachedDevice};
 use ringlet_xen::guest::Guest;
-use ringlet_xen::sim::xenbus::DeviceSpec;
 use ringlet_xen::sim::{DomainConfig, SimConfig, SimXen};
 use ringlet_xen::xenstore::Xenstore;
 
@@ -51,8 +50,6 @@ const SERVER: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
 /// httpd's TCP buffers, as the appliance has them (apps/httpd/src/main.rs).
 const TCP_RX_BUFFER_BYTES: usize = 8 * 1024;
 const TCP_TX_BUFFER_BYTES: usize = 32 * 1024;
-/// xvda.
-const VBD_DEVID: u32 = 51712;
 
 struct Options {
     requests: usize,
@@ -156,7 +153,7 @@ async fn httpd(
 ) {
     let xs = Xenstore::new(&guest).expect("xenstore");
     let disk = Rc::new(
-        blkfront::connect(&guest, &xs, VBD_DEVID)
+        blkfront::connect(&guest, &xs, VBD_XVDA)
             .await
             .expect("blkfront"),
     );
@@ -185,19 +182,13 @@ fn run_case(o: &Options, cache_bytes: usize) -> Case {
     let data = Rc::new(file(o.file_bytes));
     let image =
         ringlet_httpd::pack::pack_files(&[("big.bin", &data[..], 1_700_000_000)]).expect("pack");
-    let vbd = sim.add_device(&DeviceSpec::new("vbd", server_dom, VBD_DEVID));
-    ex.spawn(Blkback::serve_xenbus(
-        sim.clone(),
-        vbd,
-        Backing::Mem(image),
-        BlkbackConfig::default(),
-    ))
-    .detach();
-    for (dom, last) in [(server_dom, 2u8), (client_dom, 3)] {
-        let paths = add_vif(&sim, dom, 0, Mac([0, 0x16, 0x3e, 0, 0, last]));
-        let back = Netback::new(&sim, &bridge, paths, NetbackConfig::default()).expect("netback");
-        ex.spawn(back.run()).detach();
-    }
+    // dom0's side: xvda from the image, a netback for each guest's vif.
+    ex.block_on(async {
+        add_disk(&sim, server_dom, image);
+        for (dom, last) in [(server_dom, 2u8), (client_dom, 3)] {
+            add_nic(&sim, &bridge, dom, Mac([0, 0x16, 0x3e, 0, 0, last])).expect("netback");
+        }
+    });
     let disk = Rc::new(std::cell::RefCell::new(Disk::default()));
     let (tx, rx) = futures::channel::oneshot::channel::<()>();
     let server = ex.spawn(httpd(

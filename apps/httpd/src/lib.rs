@@ -16,5 +16,7 @@ pub mod http;
 pub mod pack;
 #[cfg(feature = "appliance")]
 pub mod server;
+#[cfg(all(feature = "appliance", not(target_os = "none")))]
+pub mod sim_dom0;
 #[cfg(feature = "appliance")]
 mod tar_site;

@@ -300,18 +300,15 @@ mod hosted {
 
     use ringlet::executor::spawn;
     use ringlet::xen::hypervisor::DomId;
-    use ringlet::xen::sim::xenbus::DeviceSpec;
     use ringlet::xen::sim::{DomainConfig, SimXen};
     use ringlet::xen::xenstore::client::Xenstore;
     use ringlet_httpd::client::{Client, ClientError};
     use ringlet_httpd::pack;
     use ringlet_httpd::server::ServerConfig;
+    use ringlet_httpd::sim_dom0::{add_disk, add_nic};
     use ringlet_net::netfront::{self, Mac, NetfrontConfig};
-    use ringlet_net::sim_netback::{
-        add_vif, Bridge, Netback, NetbackConfig, NetbackStatsHandle, TapPort,
-    };
+    use ringlet_net::sim_netback::{Bridge, NetbackError, TapPort};
     use ringlet_net::{IpConfig, Stack, StackConfig};
-    use ringlet_storage::sim::{Backing, Blkback, BlkbackConfig};
 
     use super::HttpdError;
 
@@ -323,8 +320,6 @@ mod hosted {
     const SERVER_IP: &str = "ip=10.0.0.2/24";
     /// The client guest's address.
     const CLIENT_IP: &str = "ip=10.0.0.3/24";
-    /// xvda.
-    const VBD_DEVID: u32 = 51712;
     /// Frames the sim bridge queues per port.
     const BRIDGE_FRAMES: usize = 512;
     /// httpd's vif MAC (Xen's OUI, as `xl` makes them).
@@ -435,32 +430,9 @@ mod hosted {
         out
     }
 
-    /// dom0's side of httpd's disk: vbd xvda, the sim's blkback serving
-    /// `image`.
-    fn add_disk(sim: &SimXen, id: DomId, image: Vec<u8>) {
-        let vbd = sim.add_device(&DeviceSpec::new("vbd", id, VBD_DEVID));
-        spawn(Blkback::serve_xenbus(
-            sim.clone(),
-            vbd,
-            Backing::Mem(image),
-            BlkbackConfig::default(),
-        ))
-        .detach();
-    }
-
-    /// dom0's side of `dom`'s vif 0: a netback on `bridge`.
-    fn add_nic(
-        sim: &SimXen,
-        bridge: &Bridge,
-        dom: DomId,
-        mac: Mac,
-    ) -> Result<NetbackStatsHandle, HostedError> {
-        let paths = add_vif(sim, dom, 0, mac);
-        let back = Netback::new(sim, bridge, paths, NetbackConfig::default())
-            .map_err(|_| HostedError::Setup("no bridge port".into()))?;
-        let stats = back.stats();
-        spawn(back.run()).detach();
-        Ok(stats)
+    /// What a failed [`add_nic`] means here.
+    fn no_bridge_port(_: NetbackError) -> HostedError {
+        HostedError::Setup("no bridge port".into())
     }
 
     /// dom0's `xl shutdown`: `poweroff` in `id`'s `control/shutdown`.
@@ -493,7 +465,7 @@ mod hosted {
 
         add_disk(&sim, id, image);
         let bridge = Bridge::new(BRIDGE_FRAMES);
-        let vif = add_nic(&sim, &bridge, id, SERVER_MAC).map_err(hosted)?;
+        let vif = add_nic(&sim, &bridge, id, SERVER_MAC).map_err(|e| hosted(no_bridge_port(e)))?;
         let port = Rc::new(TapPort::open(tap, &bridge).map_err(|e| hosted(HostedError::Tap(e)))?);
         log::info!("httpd: vif 0 bridged to the TAP device {tap} (the sim in real time)");
 
@@ -571,8 +543,9 @@ mod hosted {
         add_disk(&sim, id, image);
         let bridge = Bridge::new(BRIDGE_FRAMES);
         let client_dom = sim.create_domain(DomainConfig::new("client")).id();
-        add_nic(&sim, &bridge, id, SERVER_MAC).map_err(HttpdError::Hosted)?;
-        add_nic(&sim, &bridge, client_dom, CLIENT_MAC).map_err(HttpdError::Hosted)?;
+        for (dom, mac) in [(id, SERVER_MAC), (client_dom, CLIENT_MAC)] {
+            add_nic(&sim, &bridge, dom, mac).map_err(|e| HttpdError::Hosted(no_bridge_port(e)))?;
+        }
 
         // The client guest.
         let client_guest = sim.guest(client_dom);

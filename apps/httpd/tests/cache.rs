@@ -15,15 +15,14 @@ use ringlet_executor::{spawn, Executor};
 use ringlet_httpd::client::{Client, ClientResponse};
 use ringlet_httpd::pack::{demo_big_file, pack_files};
 use ringlet_httpd::server::{Server, ServerConfig};
+use ringlet_httpd::sim_dom0::{add_disk, add_nic, VBD_XVDA};
 use ringlet_net::netfront::{connect, Mac, NetfrontConfig};
-use ringlet_net::sim_netback::{add_vif, Bridge, Netback, NetbackConfig};
+use ringlet_net::sim_netback::Bridge;
 use ringlet_net::{IpConfig, Ipv4Address, Stack, StackConfig};
 use ringlet_storage::blkfront::{self, Blkfront};
-use ringlet_storage::sim::{Backing, Blkback, BlkbackConfig};
 use ringlet_storage::tar::TarStore;
 use ringlet_storage::{CacheConfig, CacheStats, CachedDevice};
 use ringlet_xen::guest::Guest;
-use ringlet_xen::sim::xenbus::DeviceSpec;
 use ringlet_xen::sim::{DomainConfig, SimConfig, SimXen};
 use ringlet_xen::xenstore::Xenstore;
 
@@ -71,7 +70,7 @@ async fn httpd(
     stop: impl std::future::Future<Output = ()>,
 ) {
     let xs = Xenstore::new(&guest).unwrap();
-    let blk = Rc::new(blkfront::connect(&guest, &xs, 51712).await.unwrap());
+    let blk = Rc::new(blkfront::connect(&guest, &xs, VBD_XVDA).await.unwrap());
     let cached = CachedDevice::new(blk.clone(), CacheConfig::new(0)).unwrap();
     let store = Rc::new(TarStore::open(cached).await.unwrap());
     *disk.borrow_mut() = Disk {
@@ -100,19 +99,13 @@ fn run(cache_bytes: usize, requests: &[&str]) -> (Vec<ClientResponse>, Vec<Count
     let client_dom = sim.create_domain(DomainConfig::new("client")).id();
     let big = demo_big_file();
     let image = pack_files(&[("index.html", INDEX, MTIME), ("big.bin", &big, MTIME)]).unwrap();
-    let vbd = sim.add_device(&DeviceSpec::new("vbd", server_dom, 51712));
-    ex.spawn(Blkback::serve_xenbus(
-        sim.clone(),
-        vbd,
-        Backing::Mem(image),
-        BlkbackConfig::default(),
-    ))
-    .detach();
-    for (dom, last) in [(server_dom, 2u8), (client_dom, 3)] {
-        let paths = add_vif(&sim, dom, 0, Mac([0, 0x16, 0x3e, 0, 0, last]));
-        let back = Netback::new(&sim, &bridge, paths, NetbackConfig::default()).unwrap();
-        ex.spawn(back.run()).detach();
-    }
+    // dom0's side: xvda from the image, a netback for each guest's vif.
+    ex.block_on(async {
+        add_disk(&sim, server_dom, image);
+        for (dom, last) in [(server_dom, 2u8), (client_dom, 3)] {
+            add_nic(&sim, &bridge, dom, Mac([0, 0x16, 0x3e, 0, 0, last])).unwrap();
+        }
+    });
     let disk = Rc::new(RefCell::new(Disk::default()));
     let (tx, rx) = futures::channel::oneshot::channel::<()>();
     let server = ex.spawn(httpd(

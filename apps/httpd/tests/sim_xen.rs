@@ -14,14 +14,13 @@ use ringlet_executor::{spawn, Executor};
 use ringlet_httpd::client::Client;
 use ringlet_httpd::pack::{demo_big_file, pack_files};
 use ringlet_httpd::server::{Server, ServerConfig, ServerStats};
+use ringlet_httpd::sim_dom0::{add_disk, add_nic, VBD_XVDA};
 use ringlet_net::netfront::{connect, Mac, NetfrontConfig};
-use ringlet_net::sim_netback::{add_vif, Bridge, Netback, NetbackConfig};
+use ringlet_net::sim_netback::Bridge;
 use ringlet_net::{IpConfig, Ipv4Address, Stack, StackConfig};
 use ringlet_storage::blkfront;
-use ringlet_storage::sim::{Backing, Blkback, BlkbackConfig};
 use ringlet_storage::tar::TarStore;
 use ringlet_xen::guest::Guest;
-use ringlet_xen::sim::xenbus::DeviceSpec;
 use ringlet_xen::sim::{DomainConfig, Faults, SimConfig, SimXen};
 use ringlet_xen::xenstore::Xenstore;
 
@@ -40,7 +39,7 @@ fn stack_config(addr: &str, seed: u64) -> StackConfig {
 /// once `stop` resolves.
 async fn httpd(guest: Guest, stop: impl std::future::Future<Output = ()>) -> ServerStats {
     let xs = Xenstore::new(&guest).unwrap();
-    let disk = blkfront::connect(&guest, &xs, 51712).await.unwrap();
+    let disk = blkfront::connect(&guest, &xs, VBD_XVDA).await.unwrap();
     let store = TarStore::open(disk).await.unwrap();
     let nic = connect(&guest, &xs, NetfrontConfig::new(0)).await.unwrap();
     let handle = nic.handle();
@@ -73,19 +72,13 @@ fn run(seed: u64, faults: Faults) -> (usize, ServerStats) {
         ("big.bin", &big, MTIME),
     ])
     .unwrap();
-    let vbd = sim.add_device(&DeviceSpec::new("vbd", server_dom, 51712));
-    ex.spawn(Blkback::serve_xenbus(
-        sim.clone(),
-        vbd,
-        Backing::Mem(image),
-        BlkbackConfig::default(),
-    ))
-    .detach();
-    for (dom, last) in [(server_dom, 2u8), (client_dom, 3)] {
-        let paths = add_vif(&sim, dom, 0, Mac([0, 0x16, 0x3e, 0, 0, last]));
-        let back = Netback::new(&sim, &bridge, paths, NetbackConfig::default()).unwrap();
-        ex.spawn(back.run()).detach();
-    }
+    // dom0's side: xvda from the image, a netback for each guest's vif.
+    ex.block_on(async {
+        add_disk(&sim, server_dom, image);
+        for (dom, last) in [(server_dom, 2u8), (client_dom, 3)] {
+            add_nic(&sim, &bridge, dom, Mac([0, 0x16, 0x3e, 0, 0, last])).unwrap();
+        }
+    });
     let (tx, rx) = futures::channel::oneshot::channel::<()>();
     let server = ex.spawn(httpd(sim.guest(server_dom), async move {
         let _ = rx.await;
