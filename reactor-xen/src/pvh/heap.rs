@@ -35,6 +35,17 @@ struct CountingHeap {
     in_use: AtomicUsize,
 }
 
+impl CountingHeap {
+    /// Adds `add` and takes `sub` from the count. A plain load and store,
+    /// not a locked read-modify-write (about 20 ns each, on every
+    /// allocation): allocation happens on the one vCPU, never in an
+    /// interrupt handler (module doc), so nothing runs between the two.
+    fn count(&self, add: usize, sub: usize) {
+        let n = self.in_use.load(Ordering::Relaxed);
+        self.in_use.store(n + add - sub, Ordering::Relaxed);
+    }
+}
+
 // SAFETY: every method forwards to talc's `GlobalAlloc` with the caller's
 // arguments unchanged and only adds bookkeeping on a plain counter, so it
 // keeps talc's guarantees.
@@ -43,7 +54,7 @@ unsafe impl GlobalAlloc for CountingHeap {
         // SAFETY: forwarded (the caller upholds `alloc`'s contract).
         let p = unsafe { self.talc.alloc(layout) };
         if !p.is_null() {
-            self.in_use.fetch_add(layout.size(), Ordering::Relaxed);
+            self.count(layout.size(), 0);
         }
         p
     }
@@ -52,7 +63,7 @@ unsafe impl GlobalAlloc for CountingHeap {
         // SAFETY: forwarded.
         let p = unsafe { self.talc.alloc_zeroed(layout) };
         if !p.is_null() {
-            self.in_use.fetch_add(layout.size(), Ordering::Relaxed);
+            self.count(layout.size(), 0);
         }
         p
     }
@@ -60,15 +71,14 @@ unsafe impl GlobalAlloc for CountingHeap {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded.
         unsafe { self.talc.dealloc(ptr, layout) };
-        self.in_use.fetch_sub(layout.size(), Ordering::Relaxed);
+        self.count(0, layout.size());
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: forwarded.
         let p = unsafe { self.talc.realloc(ptr, layout, new_size) };
         if !p.is_null() {
-            self.in_use.fetch_add(new_size, Ordering::Relaxed);
-            self.in_use.fetch_sub(layout.size(), Ordering::Relaxed);
+            self.count(new_size, layout.size());
         }
         p
     }
